@@ -1,0 +1,19 @@
+//! palm-cnn: the image-classification chapter of PaddlePaddle's course "零基础入门深度学习"
+//! in Rust on dfdx 0.13 — LeNet and AlexNet screening fundus photographs for pathologic myopia
+//! (iChallenge-PM), and LeNet on handwritten digits.
+//!
+//! - [`ops`]: convolution and pooling kernels with forward and backward passes, as custom
+//!   autodiff ops on dfdx's tape (dfdx 0.13 has none on stable Rust).
+//! - [`nn`]: layers built on them that check their shapes when the program is built.
+//! - [`models`]: the course's networks, and the [`network!`] macro they are written with.
+//! - [`summary`]: layer-shape tables.
+//! - [`bench`]: training and evaluation throughput.
+//! - [`data`]: the course's data layout, the synthetic stand-in, MNIST.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod data;
+pub mod models;
+pub mod nn;
+pub mod ops;
+pub mod summary;

@@ -1,0 +1,228 @@
+//! The course's networks, one file each, and the [`network!`](crate::network) macro they are
+//! written with.
+
+mod alexnet;
+mod lenet;
+
+pub use alexnet::AlexNet;
+pub use lenet::{LeNetMnist, LeNetPalm};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The model names every command accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// [`LeNetMnist`]: 1×28×28 digits, 10 classes.
+    LeNetMnist,
+    /// [`LeNetPalm`]: 3×224×224 fundus photos, one logit.
+    LeNetPalm,
+    /// [`AlexNet`]: 3×224×224 fundus photos, one logit.
+    AlexNet,
+}
+
+impl ModelKind {
+    /// All models, in the course's order.
+    pub const ALL: [ModelKind; 3] = [ModelKind::LeNetMnist, ModelKind::LeNetPalm, ModelKind::AlexNet];
+
+    /// The command-line name (`lenet-mnist`, `lenet-palm`, `alexnet`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::LeNetMnist => "lenet-mnist",
+            ModelKind::LeNetPalm => "lenet-palm",
+            ModelKind::AlexNet => "alexnet",
+        }
+    }
+
+    /// The layer-shape summary for a random batch of `batch` inputs.
+    pub fn summary(self, batch: usize) -> crate::summary::Summary {
+        use crate::summary::Summarize;
+        use dfdx::prelude::*;
+        let dev = Cpu::default();
+        match self {
+            ModelKind::LeNetMnist => dev.build_module::<LeNetMnist, f32>().summary(batch),
+            ModelKind::LeNetPalm => dev.build_module::<LeNetPalm, f32>().summary(batch),
+            ModelKind::AlexNet => dev.build_module::<AlexNet, f32>().summary(batch),
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown model `{s}`; expected one of: lenet-mnist, lenet-palm, alexnet"))
+    }
+}
+
+/// Nests field visitors as `(a, (b, (c,)))`: dfdx visits at most 6-tuples, nesting has no limit.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __network_fields {
+    ($f:ident) => {
+        (Self::module(stringify!($f), |s| &s.$f, |s| &mut s.$f),)
+    };
+    ($f:ident, $($rest:ident),+) => {
+        (Self::module(stringify!($f), |s| &s.$f, |s| &mut s.$f), $crate::__network_fields!($($rest),+))
+    };
+}
+
+/// The destructuring pattern matching [`__network_fields!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __network_pattern {
+    ($f:ident) => { ($f,) };
+    ($f:ident, $($rest:ident),+) => { ($f, $crate::__network_pattern!($($rest),+)) };
+}
+
+/// Defines a sequential network as a struct with one named field per layer, so that summaries
+/// and checkpoints use the layer names (`conv1.weight`, `fc3.bias`, …).
+///
+/// ```
+/// use dfdx::prelude::*;
+/// use palm_cnn::nn::{Conv2d, Flatten, MaxPool2d};
+///
+/// palm_cnn::network! {
+///     /// A toy network.
+///     pub struct Toy: [1, 8, 8] -> [2] {
+///         conv1: Conv2d<1, 4, 3, 1, 1, 8, 8, E, D>,
+///         act1: ReLU,
+///         pool1: MaxPool2d<2, 2, 4, 4>,
+///         flatten: Flatten<64>,
+///         fc1: Linear<64, 2, E, D>,
+///     }
+/// }
+///
+/// let dev = Cpu::default();
+/// let toy = dev.build_module::<Toy, f32>();
+/// let logits = toy.forward(dev.zeros::<Rank4<5, 1, 8, 8>>());
+/// assert_eq!(logits.shape().concrete(), [5, 2]);
+/// ```
+///
+/// What it generates, for `f32` on the `Cpu`:
+/// - the struct, generic over the dtype `E` and device `D` (defaults `f32`, `Cpu`), which is
+///   also its own builder for `dev.build_module::<Name, f32>()`;
+/// - dfdx's `TensorCollection` (so optimizers, `zero_grads`, `num_trainable_params` and
+///   safetensors work), with each field named after the struct field;
+/// - `Module` on batches without a tape (evaluation: dropout off) and `ModuleMut` on batches
+///   with an `OwnedTape` (training: dropout on), for any batch dimension;
+/// - [`Summarize`](crate::summary::Summarize), the layer-shape table;
+/// - a function that instantiates both forward passes, so that a layer whose declared sizes do
+///   not fit its input fails `cargo build` of the crate that defines the network, even before
+///   anything calls it.
+#[macro_export]
+macro_rules! network {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident : [$($in_dim:literal),+] -> [$($out_dim:literal),+] {
+            $($(#[$field_meta:meta])* $field:ident : $layer:ty),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        $vis struct $name<E: ::dfdx::shapes::Dtype = f32, D: ::dfdx::tensor::Storage<E> = ::dfdx::tensor::Cpu> {
+            $($(#[$field_meta])* #[doc = concat!("Layer `", stringify!($field), "`: `", stringify!($layer), "`.")] pub $field: $layer,)+
+        }
+
+        impl<E: ::dfdx::shapes::Dtype, D: ::dfdx::tensor::Storage<E>, E2, D2> ::dfdx::nn::BuildOnDevice<D2, E2> for $name<E, D>
+        where
+            E2: ::dfdx::shapes::Dtype + ::num_traits::Float + ::rand::distributions::uniform::SampleUniform,
+            D2: ::dfdx::tensor_ops::Device<E2>,
+        {
+            type Built = $name<E2, D2>;
+        }
+
+        impl<E, D> ::dfdx::nn::TensorCollection<E, D> for $name<E, D>
+        where
+            E: ::dfdx::shapes::Dtype + ::num_traits::Float + ::rand::distributions::uniform::SampleUniform,
+            D: ::dfdx::tensor_ops::Device<E>,
+        {
+            type To<E2: ::dfdx::shapes::Dtype, D2: ::dfdx::tensor_ops::Device<E2>> = $name<E2, D2>;
+
+            fn iter_tensors<V: ::dfdx::nn::ModuleVisitor<Self, E, D>>(
+                visitor: &mut V,
+            ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                visitor.visit_fields(
+                    $crate::__network_fields!($($field),+),
+                    |$crate::__network_pattern!($($field),+)| $name { $($field),+ },
+                )
+            }
+        }
+
+        impl<B: ::dfdx::shapes::Dim>
+            ::dfdx::nn::Module<::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::NoneTape>>
+            for $name<f32, ::dfdx::tensor::Cpu>
+        {
+            type Output = ::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$out_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::NoneTape>;
+            type Error = ::dfdx::tensor::CpuError;
+
+            fn try_forward(
+                &self,
+                x: ::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::NoneTape>,
+            ) -> Result<Self::Output, Self::Error> {
+                #[allow(unused_imports)]
+                use ::dfdx::nn::Module as _;
+                $(let x = self.$field.try_forward(x)?;)+
+                Ok(x)
+            }
+        }
+
+        impl<B: ::dfdx::shapes::Dim>
+            ::dfdx::nn::ModuleMut<::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::OwnedTape<f32, ::dfdx::tensor::Cpu>>>
+            for $name<f32, ::dfdx::tensor::Cpu>
+        {
+            type Output = ::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$out_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::OwnedTape<f32, ::dfdx::tensor::Cpu>>;
+            type Error = ::dfdx::tensor::CpuError;
+
+            fn try_forward_mut(
+                &mut self,
+                x: ::dfdx::tensor::Tensor<(B, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, ::dfdx::tensor::OwnedTape<f32, ::dfdx::tensor::Cpu>>,
+            ) -> Result<Self::Output, Self::Error> {
+                #[allow(unused_imports)]
+                use ::dfdx::nn::ModuleMut as _;
+                $(let x = self.$field.try_forward_mut(x)?;)+
+                Ok(x)
+            }
+        }
+
+        impl $crate::summary::Summarize for $name<f32, ::dfdx::tensor::Cpu> {
+            fn summary(&self, batch: usize) -> $crate::summary::Summary {
+                use ::dfdx::nn::Module as _;
+                use ::dfdx::tensor::SampleTensor as _;
+                let dev: ::dfdx::tensor::Cpu = ::dfdx::tensor::Cpu::seed_from_u64(0);
+                let x = dev.sample_normal_like(&(batch, $(::dfdx::shapes::Const::<$in_dim>),+));
+                let mut summary = $crate::summary::Summary::new(stringify!($name), &x);
+                $(
+                    let x = self.$field.forward(x);
+                    summary.push(
+                        stringify!($field),
+                        ::std::any::type_name_of_val(&self.$field),
+                        &x,
+                        <_ as ::dfdx::nn::NumParams<f32, ::dfdx::tensor::Cpu>>::num_trainable_params(&self.$field),
+                    );
+                )+
+                let _ = x;
+                summary
+            }
+        }
+
+        impl $name<f32, ::dfdx::tensor::Cpu> {
+            /// Instantiates both forward passes so that every layer's shape check runs when the
+            /// defining crate is built. Never needs to be called.
+            #[doc(hidden)]
+            pub fn __check_shapes() {
+                type Input<T> = ::dfdx::tensor::Tensor<(usize, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, T>;
+                let _eval = <Self as ::dfdx::nn::Module<Input<::dfdx::tensor::NoneTape>>>::try_forward;
+                let _train = <Self as ::dfdx::nn::ModuleMut<Input<::dfdx::tensor::OwnedTape<f32, ::dfdx::tensor::Cpu>>>>::try_forward_mut;
+            }
+        }
+    };
+}

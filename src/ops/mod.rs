@@ -1,0 +1,53 @@
+//! Convolution and pooling kernels for dfdx 0.13 `Cpu` tensors, with forward and backward passes.
+//!
+//! dfdx 0.13 hides its own `conv2d` and `pool2d` behind the `nightly` feature, which no longer
+//! compiles, so these ops are written here as custom autodiff ops on dfdx's public tape API:
+//! each op splits the tape off its input ([`SplitTape::split_tape`]), computes the output, records
+//! a closure with [`Tape::add_backward_op`] that accumulates gradients through
+//! [`Gradients::get_or_alloc_mut`], and puts the tape back on the output ([`PutTape::put_tape`]).
+//!
+//! Shapes are runtime values here (any [`Dim`], `usize` or `Const`); the layers in
+//! [`crate::nn`] call these ops with `Const` dimensions and check sizes when the program is built.
+//!
+//! [`SplitTape::split_tape`]: dfdx::tensor::SplitTape::split_tape
+//! [`Tape::add_backward_op`]: dfdx::tensor::Tape::add_backward_op
+//! [`Gradients::get_or_alloc_mut`]: dfdx::tensor::Gradients::get_or_alloc_mut
+//! [`PutTape::put_tape`]: dfdx::tensor::PutTape::put_tape
+//! [`Dim`]: dfdx::shapes::Dim
+
+mod conv2d;
+mod gemm;
+mod pool2d;
+
+pub use conv2d::{conv2d, Conv2dGeometry};
+pub use pool2d::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2dGeometry};
+
+use dfdx::prelude::*;
+
+/// The float types the kernels support: `f32` for models, `f64` for gradient checks.
+pub trait Float: Dtype + num_traits::Float + Send + Sync + 'static {}
+impl Float for f32 {}
+impl Float for f64 {}
+
+/// Output size of a convolution or pooling window along one axis, or `None` when the window does
+/// not fit the padded input. Same formula as PyTorch and Paddle: `(n + 2p - k) / s + 1`.
+pub const fn window_output_size(input: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
+    if stride == 0 || kernel == 0 || input + 2 * padding < kernel {
+        None
+    } else {
+        Some((input + 2 * padding - kernel) / stride + 1)
+    }
+}
+
+/// `dst += src`, element by element.
+fn add_assign<E: Float>(dst: &mut [E], src: &[E]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
+    }
+}
+
+/// Number of worker threads the kernels split batches over.
+fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}

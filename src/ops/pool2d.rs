@@ -1,0 +1,268 @@
+//! 2-D max and average pooling, and global average pooling.
+//!
+//! Planes (one channel of one sample) are independent, so they are spread over rayon's threads.
+//! Max pooling keeps only the index of each window's maximum for backward; average pooling keeps
+//! nothing but the geometry.
+
+use super::{threads, window_output_size, Float};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+/// Sizes of a square-window pooling over `[B, C, H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool2dGeometry {
+    /// Batch size times channels: the number of independent planes.
+    pub planes: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// Window side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on every side (ignored by max, counted as zeros by average).
+    pub padding: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+}
+
+impl Pool2dGeometry {
+    /// `None` when the window does not fit, the stride is zero, or the padding exceeds half the
+    /// window (PyTorch's rule: otherwise a window could lie entirely in the padding).
+    pub fn new(planes: usize, (in_h, in_w): (usize, usize), kernel: usize, stride: usize, padding: usize) -> Option<Self> {
+        if 2 * padding > kernel {
+            return None;
+        }
+        Some(Self {
+            planes,
+            in_h,
+            in_w,
+            kernel,
+            stride,
+            padding,
+            out_h: window_output_size(in_h, kernel, stride, padding)?,
+            out_w: window_output_size(in_w, kernel, stride, padding)?,
+        })
+    }
+
+    /// Clipped input range `[lo, hi)` covered by the window starting at output index `o`.
+    fn window(&self, o: usize, n: usize) -> (usize, usize) {
+        let start = (o * self.stride) as isize - self.padding as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + self.kernel as isize).max(0) as usize).min(n);
+        (lo, hi)
+    }
+
+    fn in_len(&self) -> usize {
+        self.in_h * self.in_w
+    }
+
+    fn out_len(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Max-pool forward: outputs and, per output, the flat in-plane index of the maximum.
+    pub fn max_forward<E: Float>(&self, x: &[E]) -> (Vec<E>, Vec<u32>) {
+        assert_eq!(x.len(), self.planes * self.in_len(), "input length");
+        let mut out = vec![E::zero(); self.planes * self.out_len()];
+        let mut arg = vec![0u32; self.planes * self.out_len()];
+        let chunk = self.planes.div_ceil(threads() * 4).max(1);
+        out.par_chunks_mut(chunk * self.out_len())
+            .zip(arg.par_chunks_mut(chunk * self.out_len()))
+            .zip(x.par_chunks(chunk * self.in_len()))
+            .for_each(|((out, arg), x)| {
+                for ((out, arg), x) in out
+                    .chunks_exact_mut(self.out_len())
+                    .zip(arg.chunks_exact_mut(self.out_len()))
+                    .zip(x.chunks_exact(self.in_len()))
+                {
+                    for oy in 0..self.out_h {
+                        let (y0, y1) = self.window(oy, self.in_h);
+                        for ox in 0..self.out_w {
+                            let (x0, x1) = self.window(ox, self.in_w);
+                            let mut best = E::neg_infinity();
+                            let mut best_at = y0 * self.in_w + x0;
+                            for iy in y0..y1 {
+                                for ix in x0..x1 {
+                                    let v = x[iy * self.in_w + ix];
+                                    // `!(v <= best)` also picks up NaN, so NaN propagates like PyTorch.
+                                    if !(v <= best) {
+                                        best = v;
+                                        best_at = iy * self.in_w + ix;
+                                    }
+                                }
+                            }
+                            out[oy * self.out_w + ox] = best;
+                            arg[oy * self.out_w + ox] = best_at as u32;
+                        }
+                    }
+                }
+            });
+        (out, arg)
+    }
+
+    /// Max-pool backward: routes each output gradient to its window's maximum.
+    pub fn max_backward<E: Float>(&self, arg: &[u32], dy: &[E]) -> Vec<E> {
+        let mut dx = vec![E::zero(); self.planes * self.in_len()];
+        dx.par_chunks_mut(self.in_len().max(1))
+            .zip(arg.par_chunks(self.out_len().max(1)).zip(dy.par_chunks(self.out_len().max(1))))
+            .for_each(|(dx, (arg, dy))| {
+                for (&i, &g) in arg.iter().zip(dy) {
+                    dx[i as usize] += g;
+                }
+            });
+        dx
+    }
+
+    /// Average-pool forward; the divisor is always `kernel²` (padding counts as zeros, PyTorch's
+    /// default `count_include_pad=True`).
+    pub fn avg_forward<E: Float>(&self, x: &[E]) -> Vec<E> {
+        assert_eq!(x.len(), self.planes * self.in_len(), "input length");
+        let scale = E::one() / E::from(self.kernel * self.kernel).expect("small integer");
+        let mut out = vec![E::zero(); self.planes * self.out_len()];
+        out.par_chunks_mut(self.out_len().max(1)).zip(x.par_chunks(self.in_len().max(1))).for_each(|(out, x)| {
+            for oy in 0..self.out_h {
+                let (y0, y1) = self.window(oy, self.in_h);
+                for ox in 0..self.out_w {
+                    let (x0, x1) = self.window(ox, self.in_w);
+                    let mut sum = E::zero();
+                    for iy in y0..y1 {
+                        for v in &x[iy * self.in_w + x0..iy * self.in_w + x1] {
+                            sum += *v;
+                        }
+                    }
+                    out[oy * self.out_w + ox] = sum * scale;
+                }
+            }
+        });
+        out
+    }
+
+    /// Average-pool backward: spreads each output gradient evenly over its window.
+    pub fn avg_backward<E: Float>(&self, dy: &[E]) -> Vec<E> {
+        let scale = E::one() / E::from(self.kernel * self.kernel).expect("small integer");
+        let mut dx = vec![E::zero(); self.planes * self.in_len()];
+        dx.par_chunks_mut(self.in_len().max(1)).zip(dy.par_chunks(self.out_len().max(1))).for_each(|(dx, dy)| {
+            for oy in 0..self.out_h {
+                let (y0, y1) = self.window(oy, self.in_h);
+                for ox in 0..self.out_w {
+                    let (x0, x1) = self.window(ox, self.in_w);
+                    let g = dy[oy * self.out_w + ox] * scale;
+                    for iy in y0..y1 {
+                        for v in &mut dx[iy * self.in_w + x0..iy * self.in_w + x1] {
+                            *v += g;
+                        }
+                    }
+                }
+            }
+        });
+        dx
+    }
+}
+
+fn pool_geometry<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim>(
+    op: &str,
+    (b, c, h, w): (B, C, H, W),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out_hw: (Ho, Wo),
+) -> Pool2dGeometry {
+    let g = Pool2dGeometry::new(b.size() * c.size(), (h.size(), w.size()), kernel, stride, padding).unwrap_or_else(|| {
+        panic!("{op}: window {kernel} (stride {stride}, padding {padding}) does not fit a {}x{} input", h.size(), w.size())
+    });
+    assert_eq!((g.out_h, g.out_w), (out_hw.0.size(), out_hw.1.size()), "{op}: declared output size differs from the computed one");
+    g
+}
+
+/// Max pooling with a `kernel × kernel` window over `[B, C, H, W]`, recorded on the tape.
+///
+/// `out_hw` must equal `(n + 2·padding − kernel) / stride + 1` along each axis.
+///
+/// # Panics
+/// When `out_hw` does not match, or the window does not fit.
+pub fn max_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T: Tape<E, Cpu>>(
+    x: Tensor<(B, C, H, W), E, Cpu, T>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out_hw: (Ho, Wo),
+) -> Result<Tensor<(B, C, Ho, Wo), E, Cpu, T>, CpuError> {
+    let shape = *x.shape();
+    let g = pool_geometry("max_pool2d", shape, kernel, stride, padding, out_hw);
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let (out, arg) = g.max_forward(&x.as_vec());
+    let out = dev.try_tensor_from_vec(out, (shape.0, shape.1, out_hw.0, out_hw.1))?;
+    if T::OWNS_TAPE {
+        let x_ghost = x.ghost();
+        let out_ghost = out.ghost();
+        tape.add_backward_op(move |grads| {
+            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            let dx = g.max_backward(&arg, &dy);
+            super::add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}
+
+/// Average pooling with a `kernel × kernel` window over `[B, C, H, W]`, recorded on the tape.
+/// Padding counts as zeros in the average (divisor `kernel²`).
+///
+/// # Panics
+/// When `out_hw` does not match, or the window does not fit.
+pub fn avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T: Tape<E, Cpu>>(
+    x: Tensor<(B, C, H, W), E, Cpu, T>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out_hw: (Ho, Wo),
+) -> Result<Tensor<(B, C, Ho, Wo), E, Cpu, T>, CpuError> {
+    let shape = *x.shape();
+    let g = pool_geometry("avg_pool2d", shape, kernel, stride, padding, out_hw);
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let out = dev.try_tensor_from_vec(g.avg_forward(&x.as_vec()), (shape.0, shape.1, out_hw.0, out_hw.1))?;
+    if T::OWNS_TAPE {
+        let x_ghost = x.ghost();
+        let out_ghost = out.ghost();
+        tape.add_backward_op(move |grads| {
+            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            let dx = g.avg_backward(&dy);
+            super::add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}
+
+/// Global average pooling: `[B, C, H, W]` → `[B, C]`, the mean of each plane.
+pub fn global_avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cpu>>(
+    x: Tensor<(B, C, H, W), E, Cpu, T>,
+) -> Result<Tensor<(B, C), E, Cpu, T>, CpuError> {
+    let (b, c, h, w) = *x.shape();
+    let plane = h.size() * w.size();
+    assert!(plane > 0, "global_avg_pool2d: empty {}x{} input", h.size(), w.size());
+    let scale = E::one() / E::from(plane).expect("plane size fits the float type");
+    let dev = x.device().clone();
+    let (x, mut tape) = x.split_tape();
+    let means: Vec<E> = x.as_vec().chunks_exact(plane).map(|p| p.iter().fold(E::zero(), |a, v| a + *v) * scale).collect();
+    let out = dev.try_tensor_from_vec(means, (b, c))?;
+    if T::OWNS_TAPE {
+        let x_ghost = x.ghost();
+        let out_ghost = out.ghost();
+        tape.add_backward_op(move |grads| {
+            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            let dx = grads.get_or_alloc_mut(&x_ghost)?;
+            for (plane_grad, g) in dx.chunks_exact_mut(plane).zip(dy) {
+                plane_grad.iter_mut().for_each(|v| *v += g * scale);
+            }
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}

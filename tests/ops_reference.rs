@@ -1,0 +1,280 @@
+//! Every op's forward against a naive f64 loop implementation, and every op's backward (input,
+//! weight and bias gradients) against central finite differences.
+
+use dfdx::prelude::*;
+use palm_cnn::ops::{avg_pool2d, conv2d, global_avg_pool2d, max_pool2d, window_output_size};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+type Shape4 = (usize, usize, usize, usize);
+
+fn random_vec(rng: &mut StdRng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// Direct convolution: out[b,o,y,x] = bias[o] + Σ_c,i,j x[b,c,y·s+i−p,x·s+j−p] · w[o,c,i,j].
+fn naive_conv(x: &[f64], (b, c, h, w): Shape4, wt: &[f64], (o, kh, kw): (usize, usize, usize), bias: &[f64], s: usize, p: usize) -> (Vec<f64>, usize, usize) {
+    let oh = (h + 2 * p - kh) / s + 1;
+    let ow = (w + 2 * p - kw) / s + 1;
+    let mut out = vec![0.0; b * o * oh * ow];
+    for bi in 0..b {
+        for oi in 0..o {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let mut acc = bias[oi];
+                    for ci in 0..c {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let iy = (y * s + i) as isize - p as isize;
+                                let ix = (xo * s + j) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                acc += x[((bi * c + ci) * h + iy as usize) * w + ix as usize] * wt[((oi * c + ci) * kh + i) * kw + j];
+                            }
+                        }
+                    }
+                    out[((bi * o + oi) * oh + y) * ow + xo] = acc;
+                }
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+/// Direct pooling; `max` picks the maximum over in-bounds positions, otherwise the sum over
+/// in-bounds positions divided by k².
+fn naive_pool(x: &[f64], (b, c, h, w): Shape4, k: usize, s: usize, p: usize, max: bool) -> (Vec<f64>, usize, usize) {
+    let oh = (h + 2 * p - k) / s + 1;
+    let ow = (w + 2 * p - k) / s + 1;
+    let mut out = vec![0.0; b * c * oh * ow];
+    for plane in 0..b * c {
+        for y in 0..oh {
+            for xo in 0..ow {
+                let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                for i in 0..k {
+                    for j in 0..k {
+                        let iy = (y * s + i) as isize - p as isize;
+                        let ix = (xo * s + j) as isize - p as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = x[(plane * h + iy as usize) * w + ix as usize];
+                        acc = if max { acc.max(v) } else { acc + v };
+                    }
+                }
+                out[(plane * oh + y) * ow + xo] = if max { acc } else { acc / (k * k) as f64 };
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+fn assert_close(actual: &[f64], expected: &[f64], tol: f64, what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!((a - e).abs() <= tol * (1.0 + e.abs()), "{what}: element {i}: got {a}, expected {e}");
+    }
+}
+
+struct ConvCase {
+    shape: Shape4,
+    out_channels: usize,
+    kernel: (usize, usize),
+    stride: usize,
+    padding: usize,
+}
+
+const CONV_CASES: &[ConvCase] = &[
+    // AlexNet's first layer on a reduced image: k11, stride 4, padding 5.
+    ConvCase { shape: (2, 3, 37, 41), out_channels: 4, kernel: (11, 11), stride: 4, padding: 5 },
+    ConvCase { shape: (3, 2, 9, 7), out_channels: 5, kernel: (3, 3), stride: 2, padding: 1 },
+    ConvCase { shape: (2, 3, 11, 13), out_channels: 4, kernel: (5, 5), stride: 1, padding: 0 },
+    ConvCase { shape: (1, 4, 6, 5), out_channels: 3, kernel: (3, 2), stride: 1, padding: 2 },
+    // The 1×1 direct path.
+    ConvCase { shape: (2, 5, 4, 3), out_channels: 6, kernel: (1, 1), stride: 1, padding: 0 },
+    ConvCase { shape: (2, 5, 7, 7), out_channels: 2, kernel: (1, 1), stride: 2, padding: 0 },
+    // Stride larger than the kernel, odd sizes.
+    ConvCase { shape: (3, 1, 13, 9), out_channels: 2, kernel: (2, 2), stride: 3, padding: 1 },
+];
+
+/// conv2d on runtime-shaped tensors, returning the output values.
+fn run_conv(dev: &Cpu, x: &[f64], case: &ConvCase, wt: &[f64], bias: &[f64]) -> Vec<f64> {
+    let (b, c, h, w) = case.shape;
+    let (kh, kw) = case.kernel;
+    let oh = window_output_size(h, kh, case.stride, case.padding).unwrap();
+    let ow = window_output_size(w, kw, case.stride, case.padding).unwrap();
+    let xt = dev.tensor_from_vec(x.to_vec(), (b, c, h, w));
+    let wt = dev.tensor_from_vec(wt.to_vec(), (case.out_channels, c, kh, kw));
+    let bt = dev.tensor_from_vec(bias.to_vec(), (case.out_channels,));
+    conv2d(xt, &wt, Some(&bt), case.stride, case.padding, (oh, ow)).unwrap().as_vec()
+}
+
+#[test]
+fn conv2d_forward_matches_naive_reference() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(1);
+    for case in CONV_CASES {
+        let (b, c, h, w) = case.shape;
+        let (kh, kw) = case.kernel;
+        let x = random_vec(&mut rng, b * c * h * w);
+        let wt = random_vec(&mut rng, case.out_channels * c * kh * kw);
+        let bias = random_vec(&mut rng, case.out_channels);
+        let (expected, _, _) = naive_conv(&x, case.shape, &wt, (case.out_channels, kh, kw), &bias, case.stride, case.padding);
+        let actual = run_conv(&dev, &x, case, &wt, &bias);
+        assert_close(&actual, &expected, 1e-12, &format!("conv {:?} k{:?} s{} p{}", case.shape, case.kernel, case.stride, case.padding));
+    }
+}
+
+#[test]
+fn conv2d_f32_forward_matches_reference() {
+    // The models run in f32: check the f32 kernels too, at f32 accuracy.
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(7);
+    let case = &CONV_CASES[0];
+    let (b, c, h, w) = case.shape;
+    let x = random_vec(&mut rng, b * c * h * w);
+    let wt = random_vec(&mut rng, case.out_channels * c * 121);
+    let bias = random_vec(&mut rng, case.out_channels);
+    let (expected, oh, ow) = naive_conv(&x, case.shape, &wt, (case.out_channels, 11, 11), &bias, 4, 5);
+    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let xt = dev.tensor_from_vec(f(&x), (b, c, h, w));
+    let wtt = dev.tensor_from_vec(f(&wt), (case.out_channels, c, 11usize, 11usize));
+    let bt = dev.tensor_from_vec(f(&bias), (case.out_channels,));
+    let out: Vec<f64> = conv2d(xt, &wtt, Some(&bt), 4, 5, (oh, ow)).unwrap().as_vec().into_iter().map(f64::from).collect();
+    assert_close(&out, &expected, 1e-4, "f32 AlexNet conv1");
+}
+
+/// Central differences of `loss(v) = Σ coeff · f(v)` with respect to every element of `v`.
+fn numeric_grad(v: &[f64], coeff: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+    let eps = 1e-6;
+    let mut v = v.to_vec();
+    (0..v.len())
+        .map(|i| {
+            let orig = v[i];
+            v[i] = orig + eps;
+            let up: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
+            v[i] = orig - eps;
+            let down: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
+            v[i] = orig;
+            (up - down) / (2.0 * eps)
+        })
+        .collect()
+}
+
+#[test]
+fn conv2d_backward_matches_finite_differences() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(2);
+    for case in CONV_CASES {
+        let (b, c, h, w) = case.shape;
+        let (kh, kw) = case.kernel;
+        let oh = window_output_size(h, kh, case.stride, case.padding).unwrap();
+        let ow = window_output_size(w, kw, case.stride, case.padding).unwrap();
+        let x = random_vec(&mut rng, b * c * h * w);
+        let wt = random_vec(&mut rng, case.out_channels * c * kh * kw);
+        let bias = random_vec(&mut rng, case.out_channels);
+        let coeff = random_vec(&mut rng, b * case.out_channels * oh * ow);
+
+        let xt = dev.tensor_from_vec(x.clone(), (b, c, h, w));
+        let wtt = dev.tensor_from_vec(wt.clone(), (case.out_channels, c, kh, kw));
+        let bt = dev.tensor_from_vec(bias.clone(), (case.out_channels,));
+        let ct = dev.tensor_from_vec(coeff.clone(), (b, case.out_channels, oh, ow));
+        let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), case.stride, case.padding, (oh, ow)).unwrap();
+        let grads = (y * ct).sum().backward();
+
+        let what = format!("conv {:?} k{:?} s{} p{}", case.shape, case.kernel, case.stride, case.padding);
+        let dx = numeric_grad(&x, &coeff, &|v| run_conv(&dev, v, case, &wt, &bias));
+        assert_close(&grads.get(&xt).as_vec(), &dx, 1e-6, &format!("{what}: input grad"));
+        let dw = numeric_grad(&wt, &coeff, &|v| run_conv(&dev, &x, case, v, &bias));
+        assert_close(&grads.get(&wtt).as_vec(), &dw, 1e-6, &format!("{what}: weight grad"));
+        let db = numeric_grad(&bias, &coeff, &|v| run_conv(&dev, &x, case, &wt, v));
+        assert_close(&grads.get(&bt).as_vec(), &db, 1e-6, &format!("{what}: bias grad"));
+    }
+}
+
+const POOL_CASES: &[(Shape4, usize, usize, usize)] = &[
+    ((2, 3, 8, 8), 2, 2, 0),
+    ((1, 2, 7, 9), 3, 2, 1),
+    ((2, 1, 5, 5), 3, 1, 1),
+    ((1, 2, 9, 6), 2, 3, 0),
+];
+
+fn run_pool(dev: &Cpu, x: &[f64], shape: Shape4, k: usize, s: usize, p: usize, max: bool) -> Vec<f64> {
+    let oh = window_output_size(shape.2, k, s, p).unwrap();
+    let ow = window_output_size(shape.3, k, s, p).unwrap();
+    let xt = dev.tensor_from_vec(x.to_vec(), shape);
+    if max {
+        max_pool2d(xt, k, s, p, (oh, ow)).unwrap().as_vec()
+    } else {
+        avg_pool2d(xt, k, s, p, (oh, ow)).unwrap().as_vec()
+    }
+}
+
+#[test]
+fn pools_forward_match_naive_reference() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(3);
+    for &(shape, k, s, p) in POOL_CASES {
+        let x = random_vec(&mut rng, shape.0 * shape.1 * shape.2 * shape.3);
+        for max in [true, false] {
+            let (expected, _, _) = naive_pool(&x, shape, k, s, p, max);
+            assert_close(&run_pool(&dev, &x, shape, k, s, p, max), &expected, 1e-12, &format!("pool max={max} {shape:?} k{k} s{s} p{p}"));
+        }
+    }
+}
+
+#[test]
+fn pools_backward_match_finite_differences() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(4);
+    for &(shape, k, s, p) in POOL_CASES {
+        // Distinct values, so that no max-pool window has a tie that a finite step could flip.
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut x: Vec<f64> = (0..n).map(|i| i as f64 * 0.01).collect();
+        for i in (1..n).rev() {
+            x.swap(i, rng.gen_range(0..=i));
+        }
+        let oh = window_output_size(shape.2, k, s, p).unwrap();
+        let ow = window_output_size(shape.3, k, s, p).unwrap();
+        let coeff = random_vec(&mut rng, shape.0 * shape.1 * oh * ow);
+        for max in [true, false] {
+            let xt = dev.tensor_from_vec(x.clone(), shape);
+            let ct = dev.tensor_from_vec(coeff.clone(), (shape.0, shape.1, oh, ow));
+            let y = if max { max_pool2d(xt.leaky_trace(), k, s, p, (oh, ow)) } else { avg_pool2d(xt.leaky_trace(), k, s, p, (oh, ow)) }.unwrap();
+            let grads = (y * ct).sum().backward();
+            let expected = numeric_grad(&x, &coeff, &|v| run_pool(&dev, v, shape, k, s, p, max));
+            assert_close(&grads.get(&xt).as_vec(), &expected, 1e-6, &format!("pool grad max={max} {shape:?} k{k} s{s} p{p}"));
+        }
+    }
+}
+
+#[test]
+fn global_avg_pool_forward_and_backward() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(5);
+    let shape = (2, 3, 4, 5);
+    let x = random_vec(&mut rng, 120);
+    let expected: Vec<f64> = x.chunks(20).map(|p| p.iter().sum::<f64>() / 20.0).collect();
+    let xt = dev.tensor_from_vec(x.clone(), shape);
+    let coeff = random_vec(&mut rng, 6);
+    let y = global_avg_pool2d(xt.leaky_trace()).unwrap();
+    assert_close(&y.as_vec(), &expected, 1e-12, "global avg pool");
+    let grads = (y * dev.tensor_from_vec(coeff.clone(), (2usize, 3usize))).sum().backward();
+    let numeric = numeric_grad(&x, &coeff, &|v| global_avg_pool2d(dev.tensor_from_vec(v.to_vec(), shape)).unwrap().as_vec());
+    assert_close(&grads.get(&xt).as_vec(), &numeric, 1e-6, "global avg pool grad");
+}
+
+#[test]
+fn gradients_accumulate_across_uses() {
+    // A weight used twice must receive the sum of both gradients, as dfdx's own ops do.
+    let dev = Cpu::default();
+    let x = dev.tensor_from_vec(vec![1.0f64, 2.0, 3.0, 4.0], (1usize, 1usize, 2usize, 2usize));
+    let w = dev.tensor_from_vec(vec![0.5f64], (1usize, 1usize, 1usize, 1usize));
+    let y1 = conv2d(x.leaky_trace(), &w, None, 1, 0, (2usize, 2usize)).unwrap();
+    let (y1, tape) = y1.split_tape();
+    let y2 = conv2d(x.clone().put_tape(tape), &w, None, 1, 0, (2usize, 2usize)).unwrap();
+    let grads = (y2 + y1).sum().backward();
+    // d/dw of Σ(w·x) + Σ(w·x) is 2·Σx = 20, and the input gets 2·w = 1 per element.
+    assert_close(&grads.get(&w).as_vec(), &[20.0], 1e-12, "weight used twice");
+    assert_close(&grads.get(&x).as_vec(), &[1.0; 4], 1e-12, "input used twice");
+}
