@@ -1,0 +1,734 @@
+//! The synthetic iChallenge-PM stand-in: same layout, names, counts and label
+//! files as the real set, with procedurally rendered colour fundus photos.
+//!
+//! [`generate`] writes, under `out_dir`:
+//! - `PALM-Training400/` with `H0001.jpg`..`H0026.jpg`, `N0001.jpg`..`N0161.jpg`,
+//!   `P0001.jpg`..`P0213.jpg` (26 / 161 / 213, as in the real set);
+//! - `PALM-Validation400/` with `V0001.jpg`..`V0400.jpg`, 211 of them positive;
+//! - `PALM-Validation-GT/labels.csv` (`ID,imgName,Label,Fovea_X,Fovea_Y`) and
+//!   `PALM-Validation-GT/PM_Label_and_Fovea_Location.xlsx` (same columns);
+//! - with `with_zips`: also `training.zip` (holding
+//!   `PALM-Training400/PALM-Training400.zip`, which holds the images),
+//!   `validation.zip` and `valid_gt.zip`, laid out like the course's archives.
+//!
+//! Each image is a plausible fundus photo: dark surround, circular field with
+//! vignetting, optic disc with cup, branching vessel arcades, a darker macula
+//! with the fovea at the coordinates written to the labels. Pathologic myopia
+//! (label 1) shows peripapillary atrophy, patchy and/or diffuse chorioretinal
+//! atrophy, tessellation and lacquer cracks at a random severity; high myopia
+//! (`H`, label 0) shows tessellation and mild changes, so the classes overlap;
+//! normal eyes show little. Illumination, colour cast, field size, framing and
+//! rotation vary at random. Output is deterministic for a seed (independent
+//! of the thread count). By default images are 2124x2056 or 1444x1444 (a mix,
+//! like the real set); [`SynthOptions::size`] forces one size for small test sets.
+//!
+//! Rendering: the smooth structure is computed per pixel at a reduced
+//! resolution (1/4 for images wider than 1024 px), upsampled bilinearly to full
+//! size with fine sensor noise added, and encoded as JPEG (quality 90, 4:2:0);
+//! images are rendered in parallel with rayon.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use super::error::{DataError, Result};
+use super::loader::{mix, progress_bar};
+use super::palm::{GT_DIR, GT_ZIP, LABELS_CSV, LABELS_XLSX, TRAIN_DIR, TRAIN_INNER_ZIP, TRAIN_ZIP, VALID_DIR, VALID_ZIP};
+
+/// The seed of the default synthetic set.
+pub const DEFAULT_SEED: u64 = 19065;
+/// The real set's class counts in training: H, N, P.
+pub const TRAIN_COUNTS: (usize, usize, usize) = (26, 161, 213);
+/// Number of validation images.
+pub const VALID_COUNT: usize = 400;
+/// Number of positive validation images.
+pub const VALID_POSITIVES: usize = 211;
+/// The two image sizes of the real set (width, height).
+pub const REAL_SIZES: [(usize, usize); 2] = [(2124, 2056), (1444, 1444)];
+
+/// Options of [`generate_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthOptions {
+    /// Seed; the same seed gives byte-identical output.
+    pub seed: u64,
+    /// Force every image to this (width, height); `None`: the real sizes' mix.
+    pub size: Option<(usize, usize)>,
+    /// Also write the course's three zip archives.
+    pub with_zips: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// JPEG quality (1..=100), 90 by default.
+    pub quality: u8,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        SynthOptions { seed: DEFAULT_SEED, size: None, with_zips: false, progress: false, quality: 90 }
+    }
+}
+
+/// What was generated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthSummary {
+    /// The output folder.
+    pub out_dir: PathBuf,
+    /// Training images written.
+    pub train: usize,
+    /// Validation images written.
+    pub valid: usize,
+    /// Validation positives.
+    pub valid_positives: usize,
+    /// Whether the zips were written.
+    pub zips: bool,
+}
+
+/// Parses `WxH` (e.g. `256x248`) into (width, height).
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let bad = || DataError::InvalidArgument(format!("bad size `{s}`, expected WxH like 256x248"));
+    let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (usize, usize) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    if !(32..=8192).contains(&w) || !(32..=8192).contains(&h) {
+        return Err(DataError::InvalidArgument(format!("size `{s}`: each side must be within 32..=8192")));
+    }
+    Ok((w, h))
+}
+
+/// Generates the synthetic set into `out_dir`; see the module docs.
+/// `size`: `None` for the real sizes, or a fixed (width, height).
+pub fn generate(out_dir: impl AsRef<Path>, seed: u64, size: Option<(usize, usize)>, with_zips: bool) -> Result<SynthSummary> {
+    generate_with(out_dir, &SynthOptions { seed, size, with_zips, ..SynthOptions::default() })
+}
+
+/// The per-image plan: name, label, hidden class, size.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    label: u8,
+    class: Class,
+    w: usize,
+    h: usize,
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Normal,
+    High,
+    Patho,
+}
+
+fn plans(opts: &SynthOptions) -> (Vec<Plan>, Vec<Plan>) {
+    let mut rng = StdRng::seed_from_u64(mix(opts.seed, 1));
+    let size = |rng: &mut StdRng| opts.size.unwrap_or(if rng.gen_bool(0.6) { REAL_SIZES[0] } else { REAL_SIZES[1] });
+    let mut train = Vec::new();
+    let (nh, nn, np) = TRAIN_COUNTS;
+    for (letter, n, class) in [('H', nh, Class::High), ('N', nn, Class::Normal), ('P', np, Class::Patho)] {
+        for i in 1..=n {
+            let (w, h) = size(&mut rng);
+            let label = u8::from(class == Class::Patho);
+            train.push(Plan { name: format!("{letter}{i:04}.jpg"), label, class, w, h, seed: rng.gen() });
+        }
+    }
+    // Validation: choose which 211 of 400 are positive; negatives are H or N at
+    // the training ratio.
+    let mut idx: Vec<usize> = (0..VALID_COUNT).collect();
+    use rand::seq::SliceRandom;
+    idx.shuffle(&mut rng);
+    let mut pos = vec![false; VALID_COUNT];
+    for &i in &idx[..VALID_POSITIVES] {
+        pos[i] = true;
+    }
+    let valid = (0..VALID_COUNT)
+        .map(|i| {
+            let (w, h) = size(&mut rng);
+            let class = if pos[i] {
+                Class::Patho
+            } else if rng.gen_bool(nh as f64 / (nh + nn) as f64) {
+                Class::High
+            } else {
+                Class::Normal
+            };
+            Plan { name: format!("V{:04}.jpg", i + 1), label: u8::from(pos[i]), class, w, h, seed: rng.gen() }
+        })
+        .collect();
+    (train, valid)
+}
+
+/// Generates the synthetic set into `out_dir` atomically: everything is
+/// written to a temporary sibling folder which is renamed to `out_dir` at the
+/// end, so `out_dir` never holds half-written output. `out_dir` must not exist
+/// or be an empty folder.
+pub fn generate_with(out_dir: impl AsRef<Path>, opts: &SynthOptions) -> Result<SynthSummary> {
+    let out = out_dir.as_ref();
+    if !(1..=100).contains(&opts.quality) {
+        return Err(DataError::InvalidArgument(format!("JPEG quality {} not in 1..=100", opts.quality)));
+    }
+    if let Some((w, h)) = opts.size {
+        if !(32..=8192).contains(&w) || !(32..=8192).contains(&h) {
+            return Err(DataError::InvalidArgument(format!("size {w}x{h}: each side must be within 32..=8192")));
+        }
+    }
+    if out.exists() {
+        let empty = std::fs::read_dir(out).map_err(|e| DataError::io(out, e))?.next().is_none();
+        if !empty {
+            return Err(DataError::InvalidArgument(format!("{} already exists and is not empty", out.display())));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".palm-synth-")
+        .tempdir_in(&parent)
+        .map_err(|e| DataError::io(&parent, e))?;
+    let summary = write_all(tmp.path(), opts)?;
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(|e| DataError::io(out, e))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, out).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&tmp_path);
+        DataError::io(out, e)
+    })?;
+    Ok(SynthSummary { out_dir: out.to_path_buf(), ..summary })
+}
+
+fn write_all(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
+    let (train, valid) = plans(opts);
+    let tdir = dir.join(TRAIN_DIR);
+    let vdir = dir.join(VALID_DIR);
+    let gdir = dir.join(GT_DIR);
+    for d in [&tdir, &vdir, &gdir] {
+        std::fs::create_dir_all(d).map_err(|e| DataError::io(d, e))?;
+    }
+    let bar = progress_bar(opts.progress, (train.len() + valid.len()) as u64, "rendering");
+    let render = |p: &Plan, dir: &Path| -> Result<(f64, f64)> {
+        let (jpeg, fovea) = render_jpeg(p, opts.quality)?;
+        let path = dir.join(&p.name);
+        std::fs::write(&path, jpeg).map_err(|e| DataError::io(&path, e))?;
+        bar.inc(1);
+        Ok(fovea)
+    };
+    train.par_iter().map(|p| render(p, &tdir).map(|_| ())).collect::<Result<Vec<()>>>()?;
+    let foveas = valid.par_iter().map(|p| render(p, &vdir)).collect::<Result<Vec<_>>>()?;
+    bar.finish_and_clear();
+
+    // Labels: CSV and xlsx with the course's columns.
+    let mut csv = String::from("ID,imgName,Label,Fovea_X,Fovea_Y\n");
+    for (i, (p, f)) in valid.iter().zip(&foveas).enumerate() {
+        csv.push_str(&format!("{},{},{},{:.2},{:.2}\n", i + 1, p.name, p.label, f.0, f.1));
+    }
+    let csv_path = gdir.join(LABELS_CSV);
+    std::fs::write(&csv_path, &csv).map_err(|e| DataError::io(&csv_path, e))?;
+    let xlsx = labels_xlsx(&valid, &foveas).map_err(|e| DataError::Xlsx { path: gdir.join(LABELS_XLSX), reason: e.to_string() })?;
+    let xlsx_path = gdir.join(LABELS_XLSX);
+    std::fs::write(&xlsx_path, &xlsx).map_err(|e| DataError::io(&xlsx_path, e))?;
+
+    if opts.with_zips {
+        write_zips(dir, &train, &valid, &xlsx)?;
+    }
+    Ok(SynthSummary {
+        out_dir: dir.to_path_buf(),
+        train: train.len(),
+        valid: valid.len(),
+        valid_positives: valid.iter().filter(|p| p.label == 1).count(),
+        zips: opts.with_zips,
+    })
+}
+
+fn labels_xlsx(valid: &[Plan], foveas: &[(f64, f64)]) -> std::result::Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in ["ID", "imgName", "Label", "Fovea_X", "Fovea_Y"].iter().enumerate() {
+        ws.write_string(0, c as u16, *h)?;
+    }
+    for (i, (p, f)) in valid.iter().zip(foveas).enumerate() {
+        let r = i as u32 + 1;
+        ws.write_number(r, 0, (i + 1) as f64)?;
+        ws.write_string(r, 1, &p.name)?;
+        ws.write_number(r, 2, p.label as f64)?;
+        ws.write_number(r, 3, (f.0 * 100.0).round() / 100.0)?;
+        ws.write_number(r, 4, (f.1 * 100.0).round() / 100.0)?;
+    }
+    wb.save_to_buffer()
+}
+
+fn zip_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+}
+
+fn add_members<W: Write + std::io::Seek>(zw: &mut zip::ZipWriter<W>, prefix: &str, src: &Path, plans: &[Plan], zpath: &Path) -> Result<()> {
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zw.add_directory(format!("{prefix}/"), stored).map_err(|e| zip_err(zpath, e))?;
+    for p in plans {
+        let b = std::fs::read(src.join(&p.name)).map_err(|e| DataError::io(src.join(&p.name), e))?;
+        zw.start_file(format!("{prefix}/{}", p.name), stored).map_err(|e| zip_err(zpath, e))?;
+        zw.write_all(&b).map_err(|e| DataError::io(zpath, e))?;
+    }
+    Ok(())
+}
+
+fn write_zips(dir: &Path, train: &[Plan], valid: &[Plan], xlsx: &[u8]) -> Result<()> {
+    use zip::write::SimpleFileOptions;
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
+    let deflated = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    // training.zip -> PALM-Training400/PALM-Training400.zip -> PALM-Training400/*.jpg
+    let tz = dir.join(TRAIN_ZIP);
+    let mut inner = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    add_members(&mut inner, TRAIN_DIR, &dir.join(TRAIN_DIR), train, &tz)?;
+    let inner = inner.finish().map_err(|e| zip_err(&tz, e))?.into_inner();
+    let f = std::fs::File::create(&tz).map_err(|e| DataError::io(&tz, e))?;
+    let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
+    zw.add_directory(format!("{TRAIN_DIR}/"), stored).map_err(|e| zip_err(&tz, e))?;
+    zw.start_file(format!("{TRAIN_DIR}/{TRAIN_INNER_ZIP}"), stored).map_err(|e| zip_err(&tz, e))?;
+    zw.write_all(&inner).map_err(|e| DataError::io(&tz, e))?;
+    zw.finish().map_err(|e| zip_err(&tz, e))?;
+    // validation.zip -> PALM-Validation400/V*.jpg
+    let vz = dir.join(VALID_ZIP);
+    let f = std::fs::File::create(&vz).map_err(|e| DataError::io(&vz, e))?;
+    let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
+    add_members(&mut zw, VALID_DIR, &dir.join(VALID_DIR), valid, &vz)?;
+    zw.finish().map_err(|e| zip_err(&vz, e))?;
+    // valid_gt.zip -> PALM-Validation-GT/PM_Label_and_Fovea_Location.xlsx
+    let gz = dir.join(GT_ZIP);
+    let f = std::fs::File::create(&gz).map_err(|e| DataError::io(&gz, e))?;
+    let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
+    zw.add_directory(format!("{GT_DIR}/"), stored).map_err(|e| zip_err(&gz, e))?;
+    zw.start_file(format!("{GT_DIR}/{LABELS_XLSX}"), deflated).map_err(|e| zip_err(&gz, e))?;
+    zw.write_all(xlsx).map_err(|e| DataError::io(&gz, e))?;
+    zw.finish().map_err(|e| zip_err(&gz, e))?;
+    Ok(())
+}
+
+/// The cache folder for synthetic sets: `$PALM_CNN_CACHE`, else
+/// `$XDG_CACHE_HOME/palm-cnn`, else `~/.cache/palm-cnn`, else the system temp dir.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("PALM_CNN_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join("palm-cnn");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("palm-cnn");
+    }
+    std::env::temp_dir().join("palm-cnn")
+}
+
+/// The synthetic set for `seed` and `size`, generated once into
+/// [`cache_root`]`/synthetic-<seed>-<size>` (size `real` for the real sizes'
+/// mix) and reused afterwards. Generation is atomic (see [`generate_with`]); if
+/// two processes race, the second one's rename fails harmlessly and the first
+/// one's set is used.
+pub fn cached_data_dir(seed: u64, size: Option<(usize, usize)>, progress: bool) -> Result<PathBuf> {
+    let tag = match size {
+        Some((w, h)) => format!("{w}x{h}"),
+        None => "real".to_string(),
+    };
+    let dir = cache_root().join(format!("synthetic-{seed}-{tag}"));
+    if is_complete(&dir) {
+        return Ok(dir);
+    }
+    let opts = SynthOptions { seed, size, with_zips: false, progress, ..SynthOptions::default() };
+    match generate_with(&dir, &opts) {
+        Ok(_) => Ok(dir),
+        Err(_) if is_complete(&dir) => Ok(dir),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_complete(dir: &Path) -> bool {
+    dir.join(GT_DIR).join(LABELS_CSV).is_file() && dir.join(GT_DIR).join(LABELS_XLSX).is_file()
+}
+
+/// The default data folder: `$PALM_DATA` when set (a folder with the real
+/// data, as downloaded for the course), otherwise the default synthetic set
+/// ([`DEFAULT_SEED`], real sizes), generated once into the cache.
+pub fn default_data_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PALM_DATA").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    cached_data_dir(DEFAULT_SEED, None, true)
+}
+
+// ---------------------------------------------------------------- rendering
+
+fn hash2(x: i32, y: i32, s: u32) -> u32 {
+    let mut h = (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ s.wrapping_mul(0xcb1a_b31f);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2c1b_3c6d);
+    h ^= h >> 12;
+    h = h.wrapping_mul(0x297a_2d39);
+    h ^ (h >> 15)
+}
+
+fn unit(h: u32) -> f32 {
+    (h >> 8) as f32 / (1u32 << 24) as f32
+}
+
+/// Smooth value noise in [0, 1].
+fn vnoise(x: f32, y: f32, s: u32) -> f32 {
+    let (xi, yi) = (x.floor(), y.floor());
+    let (fx, fy) = (x - xi, y - yi);
+    let (xi, yi) = (xi as i32, yi as i32);
+    let sm = |t: f32| t * t * (3.0 - 2.0 * t);
+    let (u, v) = (sm(fx), sm(fy));
+    let a = unit(hash2(xi, yi, s));
+    let b = unit(hash2(xi + 1, yi, s));
+    let c = unit(hash2(xi, yi + 1, s));
+    let d = unit(hash2(xi + 1, yi + 1, s));
+    (a + (b - a) * u) * (1.0 - v) + (c + (d - c) * u) * v
+}
+
+fn fbm(x: f32, y: f32, s: u32, oct: u32) -> f32 {
+    let (mut sum, mut amp, mut f, mut norm) = (0.0, 0.5, 1.0, 0.0);
+    for o in 0..oct {
+        sum += amp * vnoise(x * f, y * f, s.wrapping_add(o * 101));
+        norm += amp;
+        amp *= 0.5;
+        f *= 2.03;
+    }
+    sum / norm
+}
+
+fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
+    let t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
+    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+}
+
+#[derive(Clone, Copy)]
+struct Seg {
+    a: (f32, f32),
+    b: (f32, f32),
+    w: f32,
+    dark: f32,
+}
+
+struct Patch {
+    c: (f32, f32),
+    r: f32,
+    s: u32,
+}
+
+/// Everything random about one image, in full-resolution pixel coordinates.
+struct Scene {
+    w: usize,
+    h: usize,
+    c: (f32, f32),
+    r: f32,
+    disc: (f32, f32),
+    disc_r: f32,
+    fovea: (f32, f32),
+    side: f32,
+    base: [f32; 3],
+    gain: f32,
+    cast: [f32; 3],
+    grad: (f32, f32),
+    vignette: f32,
+    tess: f32,
+    tess_freq: f32,
+    ppa: f32,
+    diffuse: f32,
+    patches: Vec<Patch>,
+    vessels: Vec<Seg>,
+    cracks: Vec<Seg>,
+    noise_seed: u32,
+}
+
+fn scene(p: &Plan) -> Scene {
+    let mut rng = StdRng::seed_from_u64(p.seed);
+    let (w, h) = (p.w as f32, p.h as f32);
+    let m = w.min(h);
+    let r = m * rng.gen_range(0.40..0.50);
+    let c = (w / 2.0 + rng.gen_range(-0.04..0.04) * m, h / 2.0 + rng.gen_range(-0.04..0.04) * m);
+    let rot: f32 = rng.gen_range(-12.0f32..12.0).to_radians();
+    let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+    let rotp = |dx: f32, dy: f32| (c.0 + dx * rot.cos() - dy * rot.sin(), c.1 + dx * rot.sin() + dy * rot.cos());
+    // Disc nasal, fovea temporal, ~2.5 disc diameters apart.
+    let disc_r = r * rng.gen_range(0.085..0.12);
+    let dd = disc_r * 2.0 * rng.gen_range(2.2..2.8);
+    let off = rng.gen_range(-0.05..0.05) * r;
+    let disc = rotp(side * dd * 0.55 + rng.gen_range(-0.05..0.05) * r, off);
+    let fovea = rotp(-side * dd * 0.45 + rng.gen_range(-0.04..0.04) * r, off + rng.gen_range(0.0..0.06) * r);
+
+    let (sev, tess, ppa, diffuse, n_patch, n_crack) = match p.class {
+        Class::Normal => {
+            let t = rng.gen_range(0.0f32..0.35);
+            (0.0, t, if rng.gen_bool(0.15) { rng.gen_range(0.0..0.25) } else { 0.0 }, 0.0, 0, 0)
+        }
+        Class::High => {
+            let s = rng.gen_range(0.1f32..0.5);
+            (s, rng.gen_range(0.3..0.8), rng.gen_range(0.1..0.6) * s * 2.0, rng.gen_range(0.0..0.25) * s, 0, 0)
+        }
+        Class::Patho => {
+            let s = rng.gen_range(0.15f32..1.0);
+            let np = if rng.gen_bool(0.35 + 0.5 * s as f64) { rng.gen_range(1..=(1.0 + 6.0 * s) as usize) } else { 0 };
+            let nc = if rng.gen_bool(0.3 * s as f64) { rng.gen_range(1..=3) } else { 0 };
+            (s, rng.gen_range(0.35..1.0), rng.gen_range(0.4..1.0) * (0.4 + s), rng.gen_range(0.0..0.8) * s, np, nc)
+        }
+    };
+    let _ = sev;
+    let patches = (0..n_patch)
+        .map(|_| {
+            let a: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+            let d = rng.gen_range(0.3..1.6) * dd * 0.5;
+            // Around the disc-fovea axis, mostly in the posterior pole.
+            let mid = ((disc.0 + fovea.0) / 2.0, (disc.1 + fovea.1) / 2.0);
+            Patch { c: (mid.0 + d * a.cos(), mid.1 + d * a.sin()), r: disc_r * rng.gen_range(0.4..1.6), s: rng.gen() }
+        })
+        .collect();
+    let cracks = (0..n_crack)
+        .flat_map(|_| {
+            let mut pos = (fovea.0 + rng.gen_range(-0.25..0.25) * r, fovea.1 + rng.gen_range(-0.25..0.25) * r);
+            let mut ang: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+            let n = rng.gen_range(4..10);
+            let mut v = Vec::new();
+            for _ in 0..n {
+                ang += rng.gen_range(-0.5..0.5);
+                let step = r * 0.025;
+                let next = (pos.0 + step * ang.cos(), pos.1 + step * ang.sin());
+                v.push(Seg { a: pos, b: next, w: r * 0.004, dark: 0.0 });
+                pos = next;
+            }
+            v
+        })
+        .collect();
+    let vessels = vessel_tree(&mut rng, disc, fovea, disc_r, r, c);
+    let base_hue = rng.gen_range(0.0f32..1.0);
+    Scene {
+        w: p.w,
+        h: p.h,
+        c,
+        r,
+        disc,
+        disc_r,
+        fovea,
+        side,
+        base: [0.80 + 0.12 * base_hue, 0.32 + 0.14 * (1.0 - base_hue) + rng.gen_range(-0.04..0.04), 0.10 + rng.gen_range(0.0..0.12)],
+        gain: rng.gen_range(0.55..1.30),
+        cast: [rng.gen_range(0.85..1.1), rng.gen_range(0.8..1.15), rng.gen_range(0.7..1.3)],
+        grad: (rng.gen_range(-0.25..0.25), rng.gen_range(-0.25..0.25)),
+        vignette: rng.gen_range(0.2..0.6),
+        tess,
+        tess_freq: rng.gen_range(5.0..9.0),
+        ppa,
+        diffuse,
+        patches,
+        vessels,
+        cracks,
+        noise_seed: rng.gen(),
+    }
+}
+
+fn vessel_tree(rng: &mut StdRng, disc: (f32, f32), fovea: (f32, f32), disc_r: f32, r: f32, c: (f32, f32)) -> Vec<Seg> {
+    let to_fovea = (fovea.1 - disc.1).atan2(fovea.0 - disc.0);
+    let mut segs = Vec::new();
+    // (angle offset from the fovea direction, bend towards the fovea side)
+    let mains = [(0.9f32, -1.0f32), (-0.9, 1.0), (std::f32::consts::PI - 0.6, 0.0), (std::f32::consts::PI + 0.6, 0.0)];
+    for (k, &(off, bend)) in mains.iter().enumerate() {
+        for vein in [false, true] {
+            let a0 = to_fovea + off + rng.gen_range(-0.15..0.15) + if vein { 0.12 } else { -0.12 };
+            let w0 = r * if vein { 0.016 } else { 0.012 } * rng.gen_range(0.85..1.15) * if k >= 2 { 0.8 } else { 1.0 };
+            let start = (disc.0 + disc_r * 0.2 * a0.cos(), disc.1 + disc_r * 0.2 * a0.sin());
+            grow(rng, &mut segs, start, a0, w0, bend * 0.055, if vein { 0.65 } else { 0.45 }, r, c, 0);
+        }
+    }
+    segs
+}
+
+#[allow(clippy::too_many_arguments)]
+fn grow(rng: &mut StdRng, segs: &mut Vec<Seg>, mut pos: (f32, f32), mut ang: f32, mut w: f32, bend: f32, dark: f32, r: f32, c: (f32, f32), depth: u32) {
+    let step = r * 0.035;
+    for _ in 0..60 {
+        ang += bend + rng.gen_range(-0.18..0.18);
+        let next = (pos.0 + step * ang.cos(), pos.1 + step * ang.sin());
+        segs.push(Seg { a: pos, b: next, w, dark });
+        pos = next;
+        w *= 0.985;
+        let d = ((pos.0 - c.0).powi(2) + (pos.1 - c.1).powi(2)).sqrt();
+        if d > r * 1.02 || w < r * 0.0025 {
+            return;
+        }
+        if depth < 4 && rng.gen_bool(0.14) {
+            let s = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+            let da = s * rng.gen_range(0.4..0.9);
+            grow(rng, segs, pos, ang + da, w * 0.7, bend * 0.5, dark, r, c, depth + 1);
+            w *= 0.88;
+        }
+    }
+}
+
+/// Rasterises segments into an alpha buffer (`max` blend) of the low-res grid.
+fn raster(segs: &[Seg], lw: usize, lh: usize, k: f32, alpha: &mut [f32], darkness: &mut [f32]) {
+    for s in segs {
+        let half = s.w / 2.0 + k;
+        let (x0, x1) = (s.a.0.min(s.b.0) - half, s.a.0.max(s.b.0) + half);
+        let (y0, y1) = (s.a.1.min(s.b.1) - half, s.a.1.max(s.b.1) + half);
+        let (ix0, ix1) = (((x0 / k).floor().max(0.0)) as usize, ((x1 / k).ceil() as usize).min(lw));
+        let (iy0, iy1) = (((y0 / k).floor().max(0.0)) as usize, ((y1 / k).ceil() as usize).min(lh));
+        let (dx, dy) = (s.b.0 - s.a.0, s.b.1 - s.a.1);
+        let len2 = (dx * dx + dy * dy).max(1e-6);
+        for iy in iy0..iy1 {
+            for ix in ix0..ix1 {
+                let (px, py) = ((ix as f32 + 0.5) * k, (iy as f32 + 0.5) * k);
+                let t = (((px - s.a.0) * dx + (py - s.a.1) * dy) / len2).clamp(0.0, 1.0);
+                let (qx, qy) = (s.a.0 + t * dx - px, s.a.1 + t * dy - py);
+                let d = (qx * qx + qy * qy).sqrt();
+                // Antialiased coverage, softened by the pixel size.
+                let cov = (1.0 - smoothstep(s.w / 2.0 - k * 0.5, s.w / 2.0 + k * 0.5, d)) * (s.w / k).min(1.0).max(0.35);
+                let i = iy * lw + ix;
+                if cov > alpha[i] {
+                    alpha[i] = cov;
+                    darkness[i] = s.dark;
+                }
+            }
+        }
+    }
+}
+
+fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 3] {
+    let (dx, dy) = (px - sc.c.0, py - sc.c.1);
+    let d = (dx * dx + dy * dy).sqrt() / sc.r;
+    if d > 1.03 {
+        return [0.012, 0.010, 0.010];
+    }
+    let (u, v) = (dx / sc.r, dy / sc.r);
+    let ns = sc.noise_seed;
+    let mut col = sc.base;
+    // Fine retinal texture.
+    let tex = vnoise(u * 14.0, v * 14.0, ns) - 0.5;
+    col = [col[0] * (1.0 + 0.08 * tex), col[1] * (1.0 + 0.12 * tex), col[2] * (1.0 + 0.1 * tex)];
+    // Tessellation: ridged, warped noise showing the choroidal vessels.
+    if sc.tess > 0.01 {
+        let wx = vnoise(u * 3.0 + 7.1, v * 3.0, ns ^ 0x55);
+        let n = fbm(u * sc.tess_freq + wx * 2.0, v * sc.tess_freq * 0.7, ns ^ 0xAA, 2);
+        let ridge = 1.0 - (2.0 * n - 1.0).abs();
+        let t = sc.tess * smoothstep(0.55, 0.95, ridge) * (0.55 + 0.45 * d.min(1.0));
+        col = lerp3(col, [col[0] * 0.62, col[1] * 0.45, col[2] * 0.5], t * 0.85);
+    }
+    let dist_disc = ((px - sc.disc.0).powi(2) + (py - sc.disc.1).powi(2)).sqrt();
+    // Diffuse atrophy: yellowish haze over the posterior pole.
+    if sc.diffuse > 0.01 {
+        let mid = ((sc.disc.0 + sc.fovea.0) / 2.0, (sc.disc.1 + sc.fovea.1) / 2.0);
+        let dm = ((px - mid.0).powi(2) + (py - mid.1).powi(2)).sqrt() / (sc.r * 0.45);
+        let t = sc.diffuse * (-dm * dm).exp() * (0.6 + 0.8 * fbm(u * 5.0, v * 5.0, ns ^ 0x77, 2));
+        col = lerp3(col, [0.93, 0.74, 0.45], t.min(0.85));
+    }
+    // Patchy atrophy: irregular pale patches with pigmented rims.
+    for p in &sc.patches {
+        let dp = ((px - p.c.0).powi(2) + (py - p.c.1).powi(2)).sqrt() / p.r;
+        if dp < 1.6 {
+            let edge = 1.0 + 0.35 * (fbm(u * 18.0, v * 18.0, p.s, 2) - 0.5) * 2.0;
+            let inside = 1.0 - smoothstep(edge - 0.12, edge, dp);
+            let rim = smoothstep(edge - 0.15, edge, dp) * (1.0 - smoothstep(edge, edge + 0.18, dp));
+            col = lerp3(col, [0.96, 0.90, 0.74], inside * 0.92);
+            col = lerp3(col, [0.25, 0.15, 0.08], rim * 0.45);
+        }
+    }
+    // Peripapillary atrophy: a pale crescent, widest on the temporal side.
+    if sc.ppa > 0.01 {
+        let ang = (py - sc.disc.1).atan2(px - sc.disc.0);
+        let temporal = (-sc.side * ang.cos()).max(0.0);
+        let width = sc.disc_r * sc.ppa * (0.25 + 1.1 * temporal);
+        let ring = 1.0 - smoothstep(sc.disc_r + width * 0.7, sc.disc_r + width, dist_disc);
+        col = lerp3(col, [0.92, 0.84, 0.64], ring * 0.9);
+    }
+    // Macula: darker, browner, with the fovea pit.
+    let df = ((px - sc.fovea.0).powi(2) + (py - sc.fovea.1).powi(2)).sqrt() / sc.r;
+    let mac = (-(df * df) / (2.0 * 0.11 * 0.11)).exp();
+    col = [col[0] * (1.0 - 0.28 * mac), col[1] * (1.0 - 0.42 * mac), col[2] * (1.0 - 0.4 * mac)];
+    let pit = (-(df * df) / (2.0 * 0.018 * 0.018)).exp();
+    col = lerp3(col, [0.35, 0.12, 0.06], pit * 0.5);
+    // Optic disc with a pale cup.
+    let disc_t = 1.0 - smoothstep(sc.disc_r * 0.9, sc.disc_r * 1.05, dist_disc);
+    col = lerp3(col, [0.98, 0.80, 0.50], disc_t);
+    let cup = 1.0 - smoothstep(sc.disc_r * 0.25, sc.disc_r * 0.5, dist_disc);
+    col = lerp3(col, [1.0, 0.93, 0.78], cup * 0.8);
+    // Lacquer cracks, then vessels on top.
+    col = lerp3(col, [0.95, 0.85, 0.66], crack * 0.8);
+    let (va, vd) = vessel;
+    col = lerp3(col, [0.55 - 0.3 * vd, 0.10 - 0.05 * vd, 0.06], va * 0.85);
+    // Illumination: gain, colour cast, gradient, vignetting, soft field edge.
+    let illum = sc.gain * (1.0 + sc.grad.0 * u + sc.grad.1 * v) * (1.0 - sc.vignette * d.powi(3));
+    let edge = 1.0 - smoothstep(0.97, 1.03, d);
+    let mut out = [0.0; 3];
+    for ch in 0..3 {
+        let val = col[ch] * sc.cast[ch] * illum;
+        out[ch] = val * edge + 0.012 * (1.0 - edge);
+    }
+    out
+}
+
+/// Renders one image and encodes it; returns the JPEG and the fovea position.
+fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
+    let sc = scene(p);
+    let k = if p.w >= 1800 { 6 } else if p.w >= 1000 { 4 } else if p.w >= 200 { 2 } else { 1 };
+    let (lw, lh) = (p.w.div_ceil(k), p.h.div_ceil(k));
+    let kf = k as f32;
+    let mut va = vec![0f32; lw * lh];
+    let mut vd = vec![0f32; lw * lh];
+    raster(&sc.vessels, lw, lh, kf, &mut va, &mut vd);
+    let mut ca = vec![0f32; lw * lh];
+    let mut cd = vec![0f32; lw * lh];
+    raster(&sc.cracks, lw, lh, kf, &mut ca, &mut cd);
+    let mut low = vec![0f32; lw * lh * 3];
+    for iy in 0..lh {
+        for ix in 0..lw {
+            let i = iy * lw + ix;
+            let c = shade(&sc, (ix as f32 + 0.5) * kf, (iy as f32 + 0.5) * kf, (va[i], vd[i]), ca[i]);
+            low[i * 3..i * 3 + 3].copy_from_slice(&[c[0] * 255.0, c[1] * 255.0, c[2] * 255.0]);
+        }
+    }
+    // Upsample bilinearly to full size (vertical pass into a row buffer, then
+    // horizontal) and add a fine luminance grain.
+    let (w, h) = (sc.w, sc.h);
+    let mut rgb = vec![0u8; w * h * 3];
+    let xs: Vec<(usize, f32)> = (0..w)
+        .map(|x| {
+            let f = ((x as f32 + 0.5) / kf - 0.5).clamp(0.0, (lw - 1) as f32);
+            let x0 = (f.floor() as usize).min(lw.saturating_sub(2));
+            (x0 * 3, f - x0 as f32)
+        })
+        .collect();
+    let mut tmp = vec![0f32; lw * 3 + 3];
+    let mut state = sc.noise_seed | 1;
+    for (y, row) in rgb.chunks_exact_mut(w * 3).enumerate() {
+        let fy = ((y as f32 + 0.5) / kf - 0.5).clamp(0.0, (lh - 1) as f32);
+        let y0 = (fy.floor() as usize).min(lh.saturating_sub(2));
+        let y1 = (y0 + 1).min(lh - 1);
+        let ty = fy - y0 as f32;
+        let (r0, r1) = (&low[y0 * lw * 3..(y0 + 1) * lw * 3], &low[y1 * lw * 3..(y1 + 1) * lw * 3]);
+        for ((t, &a), &b) in tmp.iter_mut().zip(r0).zip(r1) {
+            *t = a + (b - a) * ty;
+        }
+        if lw == 1 {
+            tmp.copy_within(0..3, 3);
+        }
+        for (px, &(x0, tx)) in row.chunks_exact_mut(3).zip(&xs) {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let n = ((state >> 29) as f32 - 3.5) * 0.4;
+            let p = &tmp[x0..x0 + 6];
+            for ch in 0..3 {
+                let v = p[ch] + (p[ch + 3] - p[ch]) * tx;
+                px[ch] = (v + if v > 4.0 { n } else { 0.0 }) as u8;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(w * h / 4);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| DataError::Io { path: PathBuf::from(&p.name), source: std::io::Error::other(e.to_string()) })?;
+    Ok((out, (sc.fovea.0 as f64, sc.fovea.1 as f64)))
+}
