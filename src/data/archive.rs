@@ -34,16 +34,31 @@ enum Backing {
 impl ArchiveReader {
     fn file(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(ArchiveReader { backing: Backing::File(Arc::new(file)), start: 0, len, pos: 0 })
+        Ok(ArchiveReader {
+            backing: Backing::File(Arc::new(file)),
+            start: 0,
+            len,
+            pos: 0,
+        })
     }
 
     fn memory(buf: Vec<u8>) -> Self {
         let len = buf.len() as u64;
-        ArchiveReader { backing: Backing::Memory(buf.into()), start: 0, len, pos: 0 }
+        ArchiveReader {
+            backing: Backing::Memory(buf.into()),
+            start: 0,
+            len,
+            pos: 0,
+        }
     }
 
     fn window(&self, start: u64, len: u64) -> Self {
-        ArchiveReader { backing: self.backing.clone(), start: self.start + start, len, pos: 0 }
+        ArchiveReader {
+            backing: self.backing.clone(),
+            start: self.start + start,
+            len,
+            pos: 0,
+        }
     }
 }
 
@@ -104,7 +119,10 @@ pub struct ZipHandle {
 }
 
 fn not_a_zip(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::NotAZip { path: path.to_path_buf(), reason: e.to_string() }
+    DataError::NotAZip {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 impl ZipHandle {
@@ -113,7 +131,10 @@ impl ZipHandle {
         let f = File::open(path).map_err(|e| DataError::io(path, e))?;
         let r = ArchiveReader::file(f).map_err(|e| DataError::io(path, e))?;
         let archive = ZipArchive::new(r).map_err(|e| not_a_zip(path, e))?;
-        Ok(Arc::new(ZipHandle { path: path.to_path_buf(), archive }))
+        Ok(Arc::new(ZipHandle {
+            path: path.to_path_buf(),
+            archive,
+        }))
     }
 
     /// Names of all members that are files (directories left out), in archive order.
@@ -140,9 +161,10 @@ impl ZipHandle {
         let mut a = self.archive.clone();
         let shown = self.member_path(name);
         let mut f = a.by_name(name).map_err(|e| match e {
-            zip::result::ZipError::FileNotFound => {
-                DataError::NotFound { path: shown.clone(), what: "archive member".into() }
-            }
+            zip::result::ZipError::FileNotFound => DataError::NotFound {
+                path: shown.clone(),
+                what: "archive member".into(),
+            },
             e => not_a_zip(&shown, e),
         })?;
         let mut buf = Vec::with_capacity(f.size() as usize);
@@ -156,7 +178,11 @@ impl ZipHandle {
         let mut a = self.archive.clone();
         let (stored, start, size) = {
             let f = a.by_name(name).map_err(|e| not_a_zip(&shown, e))?;
-            (f.compression() == zip::CompressionMethod::Stored, f.data_start(), f.size())
+            (
+                f.compression() == zip::CompressionMethod::Stored,
+                f.data_start(),
+                f.size(),
+            )
         };
         let reader = if let (true, Some(start)) = (stored, start) {
             a.into_inner().window(start, size)

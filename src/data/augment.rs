@@ -33,14 +33,28 @@ impl Default for Augment {
     /// A moderate setting: both flips, ±15°, crops down to 85 %, ±0.1
     /// brightness, ±15 % contrast.
     fn default() -> Self {
-        Augment { hflip: true, vflip: true, max_rotation_deg: 15.0, min_crop: 0.85, brightness: 0.1, contrast: 0.15 }
+        Augment {
+            hflip: true,
+            vflip: true,
+            max_rotation_deg: 15.0,
+            min_crop: 0.85,
+            brightness: 0.1,
+            contrast: 0.15,
+        }
     }
 }
 
 impl Augment {
     /// All parts off (the identity).
     pub fn none() -> Self {
-        Augment { hflip: false, vflip: false, max_rotation_deg: 0.0, min_crop: 1.0, brightness: 0.0, contrast: 0.0 }
+        Augment {
+            hflip: false,
+            vflip: false,
+            max_rotation_deg: 0.0,
+            min_crop: 1.0,
+            brightness: 0.0,
+            contrast: 0.0,
+        }
     }
 
     /// Augments one CHW image of `s` x `s` pixels in place, with a generator
@@ -51,16 +65,33 @@ impl Augment {
         let hf = self.hflip && rng.gen_bool(0.5);
         let vf = self.vflip && rng.gen_bool(0.5);
         let angle = if self.max_rotation_deg > 0.0 {
-            rng.gen_range(-self.max_rotation_deg..=self.max_rotation_deg).to_radians()
+            rng.gen_range(-self.max_rotation_deg..=self.max_rotation_deg)
+                .to_radians()
         } else {
             0.0
         };
-        let crop = if self.min_crop < 1.0 { rng.gen_range(self.min_crop.max(0.05)..=1.0) } else { 1.0 };
+        let crop = if self.min_crop < 1.0 {
+            rng.gen_range(self.min_crop.max(0.05)..=1.0)
+        } else {
+            1.0
+        };
         let sf = s as f32;
         let slack = sf * (1.0 - crop);
-        let (ox, oy) = if slack > 0.0 { (rng.gen_range(0.0..=slack), rng.gen_range(0.0..=slack)) } else { (0.0, 0.0) };
-        let bright = if self.brightness > 0.0 { rng.gen_range(-self.brightness..=self.brightness) } else { 0.0 };
-        let contrast = if self.contrast > 0.0 { rng.gen_range(1.0 - self.contrast..=1.0 + self.contrast) } else { 1.0 };
+        let (ox, oy) = if slack > 0.0 {
+            (rng.gen_range(0.0..=slack), rng.gen_range(0.0..=slack))
+        } else {
+            (0.0, 0.0)
+        };
+        let bright = if self.brightness > 0.0 {
+            rng.gen_range(-self.brightness..=self.brightness)
+        } else {
+            0.0
+        };
+        let contrast = if self.contrast > 0.0 {
+            rng.gen_range(1.0 - self.contrast..=1.0 + self.contrast)
+        } else {
+            1.0
+        };
 
         let geometric = hf || vf || angle != 0.0 || crop < 1.0;
         if geometric {

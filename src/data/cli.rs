@@ -52,7 +52,16 @@ impl DataCommand {
         match self {
             DataCommand::Synth { out, seed, size, zips } => {
                 let t = std::time::Instant::now();
-                let s = generate_with(&out, &SynthOptions { seed, size, with_zips: zips, progress: true, ..SynthOptions::default() })?;
+                let s = generate_with(
+                    &out,
+                    &SynthOptions {
+                        seed,
+                        size,
+                        with_zips: zips,
+                        progress: true,
+                        ..SynthOptions::default()
+                    },
+                )?;
                 println!(
                     "wrote {} training and {} validation images ({} positive){} to {} in {:.1} s",
                     s.train,

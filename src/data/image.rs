@@ -72,7 +72,10 @@ fn sniff(bytes: &[u8], path: &Path) -> Result<ImageFormat> {
     } else if bytes.is_empty() {
         Err(DataError::decode(path, "empty file"))
     } else {
-        Err(DataError::decode(path, "not an image (neither a JPEG nor a PNG signature)"))
+        Err(DataError::decode(
+            path,
+            "not an image (neither a JPEG nor a PNG signature)",
+        ))
     }
 }
 
@@ -82,7 +85,9 @@ pub fn read_header(bytes: &[u8], path: &Path) -> Result<ImageHeader> {
         ImageFormat::Jpeg => {
             let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
             d.read_info().map_err(|e| DataError::decode(path, e.to_string()))?;
-            let info = d.info().ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
+            let info = d
+                .info()
+                .ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
             Ok(ImageHeader {
                 width: info.width as usize,
                 height: info.height as usize,
@@ -126,7 +131,9 @@ fn decode_jpeg(bytes: &[u8], path: &Path, min_size: Option<(usize, usize)>) -> R
     let err = |e: jpeg_decoder::Error| DataError::decode(path, e.to_string());
     let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     d.read_info().map_err(err)?;
-    let info = d.info().ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
+    let info = d
+        .info()
+        .ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
     let (fw, fh) = (info.width as usize, info.height as usize);
     if let Some((mw, mh)) = min_size {
         let k = [1usize, 2, 4, 8]
@@ -134,16 +141,16 @@ fn decode_jpeg(bytes: &[u8], path: &Path, min_size: Option<(usize, usize)>) -> R
             .find(|&k| scaled(fw, k) >= mw && scaled(fh, k) >= mh)
             .unwrap_or(8);
         if k < 8 {
-            let (ow, oh) = d
-                .scale(scaled(fw, k) as u16, scaled(fh, k) as u16)
-                .map_err(err)?;
+            let (ow, oh) = d.scale(scaled(fw, k) as u16, scaled(fh, k) as u16).map_err(err)?;
             if (ow as usize) < mw || (oh as usize) < mh {
                 d.scale(info.width, info.height).map_err(err)?;
             }
         }
     }
     let pixels = d.decode().map_err(err)?;
-    let info = d.info().ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
+    let info = d
+        .info()
+        .ok_or_else(|| DataError::decode(path, "no JPEG frame header"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let n = w * h;
     use jpeg_decoder::PixelFormat as P;
@@ -151,7 +158,10 @@ fn decode_jpeg(bytes: &[u8], path: &Path, min_size: Option<(usize, usize)>) -> R
     if pixels.len() != expect {
         return Err(DataError::decode(
             path,
-            format!("decoded {} bytes, expected {expect} (corrupt or unusual JPEG)", pixels.len()),
+            format!(
+                "decoded {} bytes, expected {expect} (corrupt or unusual JPEG)",
+                pixels.len()
+            ),
         ));
     }
     let data = match info.pixel_format {
@@ -168,13 +178,22 @@ fn decode_jpeg(bytes: &[u8], path: &Path, min_size: Option<(usize, usize)>) -> R
             .flat_map(|p| {
                 // jpeg-decoder returns non-inverted CMYK; OpenCV works on the
                 // inverted samples libjpeg returns for Adobe files.
-                let (c, m, y, k) = (255 - p[0] as i32, 255 - p[1] as i32, 255 - p[2] as i32, 255 - p[3] as i32);
+                let (c, m, y, k) = (
+                    255 - p[0] as i32,
+                    255 - p[1] as i32,
+                    255 - p[2] as i32,
+                    255 - p[3] as i32,
+                );
                 let f = |v: i32| (k - (((255 - v) * k) >> 8)) as u8;
                 [f(c), f(m), f(y)]
             })
             .collect(),
     };
-    Ok(RgbImage { width: w, height: h, data })
+    Ok(RgbImage {
+        width: w,
+        height: h,
+        data,
+    })
 }
 
 fn decode_png(bytes: &[u8], path: &Path) -> Result<RgbImage> {
@@ -187,7 +206,10 @@ fn decode_png(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     let buf = &buf[..frame.buffer_size()];
     if frame.bit_depth != png::BitDepth::Eight {
-        return Err(DataError::unsupported(path, format!("PNG bit depth {:?} after expansion", frame.bit_depth)));
+        return Err(DataError::unsupported(
+            path,
+            format!("PNG bit depth {:?} after expansion", frame.bit_depth),
+        ));
     }
     let rows = buf.chunks_exact(frame.line_size).take(h);
     let mut data = Vec::with_capacity(w * h * 3);
@@ -195,16 +217,24 @@ fn decode_png(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     for row in rows {
         match frame.color_type {
             C::Rgb => data.extend_from_slice(&row[..w * 3]),
-            C::Rgba => row[..w * 4].chunks_exact(4).for_each(|p| data.extend_from_slice(&p[..3])),
+            C::Rgba => row[..w * 4]
+                .chunks_exact(4)
+                .for_each(|p| data.extend_from_slice(&p[..3])),
             C::Grayscale => row[..w].iter().for_each(|&g| data.extend_from_slice(&[g, g, g])),
-            C::GrayscaleAlpha => row[..w * 2].chunks_exact(2).for_each(|p| data.extend_from_slice(&[p[0]; 3])),
+            C::GrayscaleAlpha => row[..w * 2]
+                .chunks_exact(2)
+                .for_each(|p| data.extend_from_slice(&[p[0]; 3])),
             C::Indexed => return Err(DataError::unsupported(path, "palette PNG could not be expanded")),
         }
     }
     if data.len() != w * h * 3 {
         return Err(DataError::decode(path, "PNG frame shorter than its header says"));
     }
-    Ok(RgbImage { width: w, height: h, data })
+    Ok(RgbImage {
+        width: w,
+        height: h,
+        data,
+    })
 }
 
 /// Decodes `bytes` and applies the course transform to `s` x `s`, returning

@@ -64,7 +64,11 @@ pub fn inspect_with(root: impl AsRef<Path>, opts: OpenOptions, progress: bool) -
         splits.push(rep);
         problems.append(&mut errs);
     }
-    InspectReport { root: root.to_path_buf(), splits, problems }
+    InspectReport {
+        root: root.to_path_buf(),
+        splits,
+        problems,
+    }
 }
 
 fn inspect_split(s: &Split, progress: bool) -> (SplitReport, Vec<DataError>) {
@@ -94,7 +98,9 @@ fn inspect_split(s: &Split, progress: bool) -> (SplitReport, Vec<DataError>) {
     let mut errs = Vec::new();
     for (smp, r) in s.samples.iter().zip(results) {
         *rep.label_counts.entry(smp.label).or_default() += 1;
-        *rep.letter_counts.entry(smp.name.chars().next().unwrap_or('?')).or_default() += 1;
+        *rep.letter_counts
+            .entry(smp.name.chars().next().unwrap_or('?'))
+            .or_default() += 1;
         match r {
             Ok(sz) => *rep.sizes.entry(sz).or_default() += 1,
             Err(e) => errs.push(e),
@@ -118,7 +124,11 @@ impl fmt::Display for InspectReport {
             let lt: Vec<String> = s.letter_counts.iter().map(|(l, n)| format!("{l}: {n}")).collect();
             writeln!(f, "  by name: {}", lt.join(", "))?;
             let sz: Vec<String> = s.sizes.iter().map(|((w, h), n)| format!("{w}x{h}: {n}")).collect();
-            writeln!(f, "  image sizes: {}", if sz.is_empty() { "-".into() } else { sz.join(", ") })?;
+            writeln!(
+                f,
+                "  image sizes: {}",
+                if sz.is_empty() { "-".into() } else { sz.join(", ") }
+            )?;
         }
         if self.problems.is_empty() {
             write!(f, "no problems found")

@@ -129,7 +129,13 @@ impl<const S: usize> PalmLoader<S> {
             }
         }
         let raw = s.source.read()?;
-        let chw = decode_to_chw(&raw, &s.source.display_path(), S, self.opts.decode, self.opts.channel_order)?;
+        let chw = decode_to_chw(
+            &raw,
+            &s.source.display_path(),
+            S,
+            self.opts.decode,
+            self.opts.channel_order,
+        )?;
         if let Some((dir, key)) = &key {
             disk_put(dir, key, &chw)?;
         }
@@ -154,7 +160,10 @@ impl<const S: usize> PalmLoader<S> {
     /// Batches over an explicit order of sample indices (no augmentation).
     pub fn with_order<'a>(&'a self, dev: &'a Cpu, batch_size: usize, order: Vec<usize>) -> Result<Batches<'a, S>> {
         if let Some(&bad) = order.iter().find(|&&i| i >= self.len()) {
-            return Err(DataError::InvalidArgument(format!("sample index {bad} out of range 0..{}", self.len())));
+            return Err(DataError::InvalidArgument(format!(
+                "sample index {bad} out of range 0..{}",
+                self.len()
+            )));
         }
         Batches::new(self, dev, batch_size, order, None)
     }
@@ -187,11 +196,24 @@ pub struct Batches<'a, const S: usize> {
 }
 
 impl<'a, const S: usize> Batches<'a, S> {
-    fn new(loader: &'a PalmLoader<S>, dev: &'a Cpu, batch_size: usize, order: Vec<usize>, augment: Option<(Augment, u64)>) -> Result<Self> {
+    fn new(
+        loader: &'a PalmLoader<S>,
+        dev: &'a Cpu,
+        batch_size: usize,
+        order: Vec<usize>,
+        augment: Option<(Augment, u64)>,
+    ) -> Result<Self> {
         if batch_size == 0 {
             return Err(DataError::InvalidArgument("batch size must be at least 1".into()));
         }
-        Ok(Batches { loader, dev, batch_size, order, pos: 0, augment })
+        Ok(Batches {
+            loader,
+            dev,
+            batch_size,
+            order,
+            pos: 0,
+            augment,
+        })
     }
 
     /// The sample indices this iterator visits, in order.
@@ -253,7 +275,9 @@ pub(crate) fn progress_bar(show: bool, len: u64, msg: &'static str) -> indicatif
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(msg);

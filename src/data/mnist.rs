@@ -67,13 +67,18 @@ pub struct Mnist {
 }
 
 fn merr(path: &Path, reason: impl Into<String>) -> DataError {
-    DataError::Mnist { path: path.to_path_buf(), reason: reason.into() }
+    DataError::Mnist {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn maybe_gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| merr(path, format!("gzip: {e}")))?;
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| merr(path, format!("gzip: {e}")))?;
         Ok(out)
     } else {
         Ok(bytes.to_vec())
@@ -105,10 +110,17 @@ impl Mnist {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let vals: Vec<&str> = line.split(',').collect();
             if vals.len() != PIXELS + 1 {
-                return Err(merr(path, format!("line {}: {} values, expected {}", i + 1, vals.len(), PIXELS + 1)));
+                return Err(merr(
+                    path,
+                    format!("line {}: {} values, expected {}", i + 1, vals.len(), PIXELS + 1),
+                ));
             }
             for v in &vals[..PIXELS] {
-                images.push(v.trim().parse::<u8>().map_err(|_| merr(path, format!("line {}: bad pixel `{v}`", i + 1)))?);
+                images.push(
+                    v.trim()
+                        .parse::<u8>()
+                        .map_err(|_| merr(path, format!("line {}: bad pixel `{v}`", i + 1)))?,
+                );
             }
             let l = vals[PIXELS].trim();
             match l.parse::<u8>() {
@@ -128,9 +140,15 @@ impl Mnist {
         let (n, imgs) = parse_idx_images(&ib, ip)?;
         let labs = parse_idx_labels(&lb, lp)?;
         if labs.len() != n {
-            return Err(merr(lp, format!("{} labels for {n} images in {}", labs.len(), ip.display())));
+            return Err(merr(
+                lp,
+                format!("{} labels for {n} images in {}", labs.len(), ip.display()),
+            ));
         }
-        Ok(Mnist { images: imgs, labels: labs })
+        Ok(Mnist {
+            images: imgs,
+            labels: labs,
+        })
     }
 
     /// Digit `i` as 784 bytes.
@@ -141,7 +159,13 @@ impl Mnist {
     /// Batches in order (`shuffle = None`) or in an epoch's shuffled order
     /// (`Some((seed, epoch))`, same seed and epoch, same order). The last short
     /// batch is kept.
-    pub fn batches<'a>(&'a self, dev: &'a Cpu, batch_size: usize, scale: MnistScale, shuffle: Option<(u64, u64)>) -> Result<MnistBatches<'a>> {
+    pub fn batches<'a>(
+        &'a self,
+        dev: &'a Cpu,
+        batch_size: usize,
+        scale: MnistScale,
+        shuffle: Option<(u64, u64)>,
+    ) -> Result<MnistBatches<'a>> {
         if batch_size == 0 {
             return Err(DataError::InvalidArgument("batch size must be at least 1".into()));
         }
@@ -149,7 +173,14 @@ impl Mnist {
         if let Some((seed, epoch)) = shuffle {
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(super::loader::mix(seed, epoch)));
         }
-        Ok(MnistBatches { set: self, dev, batch_size, scale, order, pos: 0 })
+        Ok(MnistBatches {
+            set: self,
+            dev,
+            batch_size,
+            scale,
+            order,
+            pos: 0,
+        })
     }
 }
 
@@ -161,7 +192,10 @@ pub fn parse_idx_images(bytes: &[u8], path: &Path) -> Result<(usize, Vec<u8>)> {
     }
     let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
     if be(0) != 0x0803 {
-        return Err(merr(path, format!("bad magic {:#010x}, expected 0x00000803 (IDX3 u8 images)", be(0))));
+        return Err(merr(
+            path,
+            format!("bad magic {:#010x}, expected 0x00000803 (IDX3 u8 images)", be(0)),
+        ));
     }
     let (n, r, c) = (be(4), be(8), be(12));
     if r != 28 || c != 28 {
@@ -182,11 +216,17 @@ pub fn parse_idx_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     }
     let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
     if be(0) != 0x0801 {
-        return Err(merr(path, format!("bad magic {:#010x}, expected 0x00000801 (IDX1 u8 labels)", be(0))));
+        return Err(merr(
+            path,
+            format!("bad magic {:#010x}, expected 0x00000801 (IDX1 u8 labels)", be(0)),
+        ));
     }
     let n = be(4);
     if b.len() != 8 + n {
-        return Err(merr(path, format!("{} bytes, expected {} for {n} labels", b.len(), 8 + n)));
+        return Err(merr(
+            path,
+            format!("{} bytes, expected {} for {n} labels", b.len(), 8 + n),
+        ));
     }
     if let Some((i, &l)) = b[8..].iter().enumerate().find(|(_, &l)| l > 9) {
         return Err(merr(path, format!("label {i} is {l}, expected 0..=9")));
@@ -203,10 +243,23 @@ pub fn builtin_split() -> Result<(Mnist, Mnist)> {
 /// the rest to the second.
 pub fn stratified_split(all: &Mnist, per_class_train: usize) -> (Mnist, Mnist) {
     let mut seen = [0usize; 10];
-    let (mut a, mut b) = (Mnist { images: vec![], labels: vec![] }, Mnist { images: vec![], labels: vec![] });
+    let (mut a, mut b) = (
+        Mnist {
+            images: vec![],
+            labels: vec![],
+        },
+        Mnist {
+            images: vec![],
+            labels: vec![],
+        },
+    );
     for i in 0..all.len() {
         let l = all.labels[i];
-        let dst = if seen[l as usize] < per_class_train { &mut a } else { &mut b };
+        let dst = if seen[l as usize] < per_class_train {
+            &mut a
+        } else {
+            &mut b
+        };
         seen[l as usize] += 1;
         dst.images.extend_from_slice(all.image(i));
         dst.labels.push(l);
@@ -271,5 +324,7 @@ impl Iterator for MnistBatches<'_> {
 
 /// Path of the shipped subset in the source tree (for tools that want a file).
 pub fn builtin_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("mnist_5k.csv.gz")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("mnist_5k.csv.gz")
 }

@@ -212,9 +212,11 @@ pub fn open_with(root: impl AsRef<Path>, opts: OpenOptions) -> Result<PalmDatase
     let train = scan_train(root, opts, &mut problems);
     let valid = scan_valid(root, opts, &mut problems);
     match (train, valid) {
-        (Some(train), Some(valid)) if problems.is_empty() => {
-            Ok(PalmDataset { root: root.to_path_buf(), train, valid })
-        }
+        (Some(train), Some(valid)) if problems.is_empty() => Ok(PalmDataset {
+            root: root.to_path_buf(),
+            train,
+            valid,
+        }),
         _ => Err(collapse(root, problems)),
     }
 }
@@ -223,7 +225,10 @@ pub(crate) fn collapse(root: &Path, mut problems: Vec<DataError>) -> DataError {
     if problems.len() == 1 {
         problems.pop().unwrap()
     } else {
-        DataError::Problems { path: root.to_path_buf(), problems }
+        DataError::Problems {
+            path: root.to_path_buf(),
+            problems,
+        }
     }
 }
 
@@ -259,7 +264,9 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 fn dir_has_images(dir: &Path) -> bool {
-    list_dir(dir).map(|l| l.iter().any(|(n, _)| is_image_name(n))).unwrap_or(false)
+    list_dir(dir)
+        .map(|l| l.iter().any(|(n, _)| is_image_name(n)))
+        .unwrap_or(false)
 }
 
 /// A candidate set of image files: (name, source) pairs plus the display location.
@@ -273,7 +280,10 @@ fn listing_from_dir(dir: &Path) -> Result<Listing> {
         .into_iter()
         .map(|(n, p)| (n, ImageSource::File(p)))
         .collect();
-    Ok(Listing { location: dir.to_path_buf(), files })
+    Ok(Listing {
+        location: dir.to_path_buf(),
+        files,
+    })
 }
 
 /// Lists the file members of an archive, excluding nested `.zip` members.
@@ -289,13 +299,25 @@ fn listing_from_zip(z: &Arc<ZipHandle>, problems: &mut Vec<DataError>) -> Listin
             continue;
         }
         if !seen.insert(name.clone()) {
-            problems.push(DataError::DuplicateName { path: z.path.clone(), name });
+            problems.push(DataError::DuplicateName {
+                path: z.path.clone(),
+                name,
+            });
             continue;
         }
-        files.push((name, ImageSource::Zip { archive: z.clone(), member: m }));
+        files.push((
+            name,
+            ImageSource::Zip {
+                archive: z.clone(),
+                member: m,
+            },
+        ));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    Listing { location: z.path.clone(), files }
+    Listing {
+        location: z.path.clone(),
+        files,
+    }
 }
 
 fn find_train(root: &Path, prefer: Prefer, problems: &mut Vec<DataError>) -> Option<Listing> {
@@ -372,8 +394,15 @@ fn scan_train(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) -> 
     let mut samples = Vec::with_capacity(listing.files.len());
     for (name, source) in listing.files {
         match label_from_name(&name) {
-            Some(label) => samples.push(Sample { name, label, fovea: None, source }),
-            None => problems.push(DataError::BadFileName { path: source.display_path() }),
+            Some(label) => samples.push(Sample {
+                name,
+                label,
+                fovea: None,
+                source,
+            }),
+            None => problems.push(DataError::BadFileName {
+                path: source.display_path(),
+            }),
         }
     }
     Some(Split {
@@ -430,13 +459,22 @@ fn parse_label(v: &str) -> Option<u8> {
 }
 
 /// Turns a header plus string rows into label rows, collecting every problem.
-fn table_to_rows(path: &Path, header: &[String], rows: Vec<Vec<String>>, problems: &mut Vec<DataError>) -> Vec<LabelRow> {
+fn table_to_rows(
+    path: &Path,
+    header: &[String],
+    rows: Vec<Vec<String>>,
+    problems: &mut Vec<DataError>,
+) -> Vec<LabelRow> {
     let col = |n: &str| header.iter().position(|h| h.trim() == n);
     let found = header.join(",");
     let (Some(ci), Some(cl)) = (col("imgName"), col("Label")) else {
         for c in ["imgName", "Label"] {
             if col(c).is_none() {
-                problems.push(DataError::MissingColumn { path: path.to_path_buf(), column: c.into(), found: found.clone() });
+                problems.push(DataError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: c.into(),
+                    found: found.clone(),
+                });
             }
         }
         return Vec::new();
@@ -452,11 +490,19 @@ fn table_to_rows(path: &Path, header: &[String], rows: Vec<Vec<String>>, problem
         let get = |c: usize| r.get(c).map(|s| s.trim()).unwrap_or("");
         let name = get(ci).to_string();
         if name.is_empty() {
-            problems.push(DataError::BadRow { path: path.to_path_buf(), row, reason: "empty imgName".into() });
+            problems.push(DataError::BadRow {
+                path: path.to_path_buf(),
+                row,
+                reason: "empty imgName".into(),
+            });
             continue;
         }
         let Some(label) = parse_label(get(cl)) else {
-            problems.push(DataError::BadLabel { path: path.to_path_buf(), row, value: get(cl).to_string() });
+            problems.push(DataError::BadLabel {
+                path: path.to_path_buf(),
+                row,
+                value: get(cl).to_string(),
+            });
             continue;
         };
         let fovea = match (cx, cy) {
@@ -474,10 +520,18 @@ fn table_to_rows(path: &Path, header: &[String], rows: Vec<Vec<String>>, problem
             _ => None,
         };
         if !seen.insert(name.clone()) {
-            problems.push(DataError::DuplicateName { path: path.to_path_buf(), name });
+            problems.push(DataError::DuplicateName {
+                path: path.to_path_buf(),
+                name,
+            });
             continue;
         }
-        out.push(LabelRow { row, name, label, fovea });
+        out.push(LabelRow {
+            row,
+            name,
+            label,
+            fovea,
+        });
     }
     out
 }
@@ -485,16 +539,27 @@ fn table_to_rows(path: &Path, header: &[String], rows: Vec<Vec<String>>, problem
 /// Parses a labels CSV (`ID,imgName,Label,Fovea_X,Fovea_Y`) held in `bytes`.
 /// `path` is used in messages. Every problem is pushed to `problems`.
 pub fn parse_labels_csv(bytes: &[u8], path: &Path, problems: &mut Vec<DataError>) -> Vec<LabelRow> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(bytes);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(bytes);
     let mut records = rdr.records();
     let header: Vec<String> = match records.next() {
         Some(Ok(h)) => h.iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect(),
         Some(Err(e)) => {
-            problems.push(DataError::BadRow { path: path.to_path_buf(), row: 1, reason: e.to_string() });
+            problems.push(DataError::BadRow {
+                path: path.to_path_buf(),
+                row: 1,
+                reason: e.to_string(),
+            });
             return Vec::new();
         }
         None => {
-            problems.push(DataError::BadRow { path: path.to_path_buf(), row: 1, reason: "empty file, no header".into() });
+            problems.push(DataError::BadRow {
+                path: path.to_path_buf(),
+                row: 1,
+                reason: "empty file, no header".into(),
+            });
             return Vec::new();
         }
     };
@@ -503,7 +568,11 @@ pub fn parse_labels_csv(bytes: &[u8], path: &Path, problems: &mut Vec<DataError>
         match r {
             Ok(r) => rows.push(r.iter().map(str::to_string).collect()),
             Err(e) => {
-                problems.push(DataError::BadRow { path: path.to_path_buf(), row: i + 2, reason: e.to_string() });
+                problems.push(DataError::BadRow {
+                    path: path.to_path_buf(),
+                    row: i + 2,
+                    reason: e.to_string(),
+                });
                 rows.push(Vec::new());
             }
         }
@@ -514,7 +583,10 @@ pub fn parse_labels_csv(bytes: &[u8], path: &Path, problems: &mut Vec<DataError>
 /// Parses the labels workbook (first sheet, header row, same columns as the CSV).
 pub fn parse_labels_xlsx(bytes: Vec<u8>, path: &Path, problems: &mut Vec<DataError>) -> Vec<LabelRow> {
     use calamine::{Data, Reader};
-    let xerr = |e: &dyn std::fmt::Display| DataError::Xlsx { path: path.to_path_buf(), reason: e.to_string() };
+    let xerr = |e: &dyn std::fmt::Display| DataError::Xlsx {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut wb = match calamine::Xlsx::new(std::io::Cursor::new(bytes)) {
         Ok(wb) => wb,
         Err(e) => {
@@ -558,7 +630,8 @@ fn find_labels(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) ->
     let xlsx_path = gt.join(LABELS_XLSX);
     let want_csv = opts.labels != LabelsChoice::Xlsx;
     let want_xlsx = opts.labels != LabelsChoice::Csv;
-    let read = |p: &Path, problems: &mut Vec<DataError>| std::fs::read(p).map_err(|e| problems.push(DataError::io(p, e))).ok();
+    let read =
+        |p: &Path, problems: &mut Vec<DataError>| std::fs::read(p).map_err(|e| problems.push(DataError::io(p, e))).ok();
     if opts.prefer != Prefer::Archives {
         if want_csv && csv_path.is_file() {
             let b = read(&csv_path, problems)?;
@@ -573,7 +646,12 @@ fn find_labels(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) ->
     if opts.prefer != Prefer::Folders && zip.is_file() {
         let z = ZipHandle::open(&zip).map_err(|e| problems.push(e)).ok()?;
         let names = z.file_names();
-        let find = |want: &str| names.iter().find(|m| !is_ignored(m) && base_name(m).eq_ignore_ascii_case(want)).cloned();
+        let find = |want: &str| {
+            names
+                .iter()
+                .find(|m| !is_ignored(m) && base_name(m).eq_ignore_ascii_case(want))
+                .cloned()
+        };
         if want_csv {
             if let Some(m) = find(LABELS_CSV) {
                 let b = z.read(&m).map_err(|e| problems.push(e)).ok()?;
@@ -598,10 +676,16 @@ fn find_labels(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) ->
 
 fn scan_valid(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) -> Option<Split> {
     let listing = find_valid_images(root, opts.prefer, problems);
+    let before_labels = problems.len();
     let labels = find_labels(root, opts, problems);
+    // With a broken labels table, "image not listed" would only repeat its errors.
+    let labels_ok = problems.len() == before_labels;
     let listing = listing?;
     if listing.files.is_empty() {
-        problems.push(DataError::EmptyFolder { path: listing.location.clone(), expected: "validation JPEGs V0001.jpg ...".into() });
+        problems.push(DataError::EmptyFolder {
+            path: listing.location.clone(),
+            expected: "validation JPEGs V0001.jpg ...".into(),
+        });
         return None;
     }
     let (rows, from) = labels?;
@@ -614,7 +698,12 @@ fn scan_valid(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) -> 
     let mut samples = Vec::with_capacity(rows.len());
     for r in &rows {
         match by_name.remove(r.name.as_str()) {
-            Some(src) => samples.push(Sample { name: r.name.clone(), label: r.label, fovea: r.fovea, source: src.clone() }),
+            Some(src) => samples.push(Sample {
+                name: r.name.clone(),
+                label: r.label,
+                fovea: r.fovea,
+                source: src.clone(),
+            }),
             None => problems.push(DataError::MissingImage {
                 labels: labels_path.clone(),
                 row: r.row,
@@ -624,14 +713,25 @@ fn scan_valid(root: &Path, opts: OpenOptions, problems: &mut Vec<DataError>) -> 
         }
     }
     for (name, src) in &listing.files {
-        if by_name.contains_key(name.as_str()) {
-            problems.push(DataError::UnlistedImage { path: src.display_path(), labels: labels_path.clone() });
+        if labels_ok && by_name.contains_key(name.as_str()) {
+            problems.push(DataError::UnlistedImage {
+                path: src.display_path(),
+                labels: labels_path.clone(),
+            });
         }
     }
-    if samples.is_empty() && problems.len() == before {
-        problems.push(DataError::EmptyFolder { path: labels_path.clone(), expected: "at least one labelled row".into() });
+    if samples.is_empty() && labels_ok && problems.len() == before {
+        problems.push(DataError::EmptyFolder {
+            path: labels_path.clone(),
+            expected: "at least one labelled row".into(),
+        });
     }
-    Some(Split { kind: SplitKind::Valid, location: listing.location, labels_from: from, samples })
+    Some(Split {
+        kind: SplitKind::Valid,
+        location: listing.location,
+        labels_from: from,
+        samples,
+    })
 }
 
 /// Lists what [`open`] would find, returning the splits that could be formed

@@ -36,7 +36,9 @@ use rayon::prelude::*;
 
 use super::error::{DataError, Result};
 use super::loader::{mix, progress_bar};
-use super::palm::{GT_DIR, GT_ZIP, LABELS_CSV, LABELS_XLSX, TRAIN_DIR, TRAIN_INNER_ZIP, TRAIN_ZIP, VALID_DIR, VALID_ZIP};
+use super::palm::{
+    GT_DIR, GT_ZIP, LABELS_CSV, LABELS_XLSX, TRAIN_DIR, TRAIN_INNER_ZIP, TRAIN_ZIP, VALID_DIR, VALID_ZIP,
+};
 
 /// The seed of the default synthetic set.
 pub const DEFAULT_SEED: u64 = 19065;
@@ -66,7 +68,13 @@ pub struct SynthOptions {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        SynthOptions { seed: DEFAULT_SEED, size: None, with_zips: false, progress: false, quality: 90 }
+        SynthOptions {
+            seed: DEFAULT_SEED,
+            size: None,
+            with_zips: false,
+            progress: false,
+            quality: 90,
+        }
     }
 }
 
@@ -89,17 +97,35 @@ pub struct SynthSummary {
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
     let bad = || DataError::InvalidArgument(format!("bad size `{s}`, expected WxH like 256x248"));
     let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h): (usize, usize) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    let (w, h): (usize, usize) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
     if !(32..=8192).contains(&w) || !(32..=8192).contains(&h) {
-        return Err(DataError::InvalidArgument(format!("size `{s}`: each side must be within 32..=8192")));
+        return Err(DataError::InvalidArgument(format!(
+            "size `{s}`: each side must be within 32..=8192"
+        )));
     }
     Ok((w, h))
 }
 
 /// Generates the synthetic set into `out_dir`; see the module docs.
 /// `size`: `None` for the real sizes, or a fixed (width, height).
-pub fn generate(out_dir: impl AsRef<Path>, seed: u64, size: Option<(usize, usize)>, with_zips: bool) -> Result<SynthSummary> {
-    generate_with(out_dir, &SynthOptions { seed, size, with_zips, ..SynthOptions::default() })
+pub fn generate(
+    out_dir: impl AsRef<Path>,
+    seed: u64,
+    size: Option<(usize, usize)>,
+    with_zips: bool,
+) -> Result<SynthSummary> {
+    generate_with(
+        out_dir,
+        &SynthOptions {
+            seed,
+            size,
+            with_zips,
+            ..SynthOptions::default()
+        },
+    )
 }
 
 /// The per-image plan: name, label, hidden class, size.
@@ -122,14 +148,31 @@ enum Class {
 
 fn plans(opts: &SynthOptions) -> (Vec<Plan>, Vec<Plan>) {
     let mut rng = StdRng::seed_from_u64(mix(opts.seed, 1));
-    let size = |rng: &mut StdRng| opts.size.unwrap_or(if rng.gen_bool(0.6) { REAL_SIZES[0] } else { REAL_SIZES[1] });
+    let size = |rng: &mut StdRng| {
+        opts.size.unwrap_or(if rng.gen_bool(0.6) {
+            REAL_SIZES[0]
+        } else {
+            REAL_SIZES[1]
+        })
+    };
     let mut train = Vec::new();
     let (nh, nn, np) = TRAIN_COUNTS;
-    for (letter, n, class) in [('H', nh, Class::High), ('N', nn, Class::Normal), ('P', np, Class::Patho)] {
+    for (letter, n, class) in [
+        ('H', nh, Class::High),
+        ('N', nn, Class::Normal),
+        ('P', np, Class::Patho),
+    ] {
         for i in 1..=n {
             let (w, h) = size(&mut rng);
             let label = u8::from(class == Class::Patho);
-            train.push(Plan { name: format!("{letter}{i:04}.jpg"), label, class, w, h, seed: rng.gen() });
+            train.push(Plan {
+                name: format!("{letter}{i:04}.jpg"),
+                label,
+                class,
+                w,
+                h,
+                seed: rng.gen(),
+            });
         }
     }
     // Validation: choose which 211 of 400 are positive; negatives are H or N at
@@ -151,7 +194,14 @@ fn plans(opts: &SynthOptions) -> (Vec<Plan>, Vec<Plan>) {
             } else {
                 Class::Normal
             };
-            Plan { name: format!("V{:04}.jpg", i + 1), label: u8::from(pos[i]), class, w, h, seed: rng.gen() }
+            Plan {
+                name: format!("V{:04}.jpg", i + 1),
+                label: u8::from(pos[i]),
+                class,
+                w,
+                h,
+                seed: rng.gen(),
+            }
         })
         .collect();
     (train, valid)
@@ -164,17 +214,28 @@ fn plans(opts: &SynthOptions) -> (Vec<Plan>, Vec<Plan>) {
 pub fn generate_with(out_dir: impl AsRef<Path>, opts: &SynthOptions) -> Result<SynthSummary> {
     let out = out_dir.as_ref();
     if !(1..=100).contains(&opts.quality) {
-        return Err(DataError::InvalidArgument(format!("JPEG quality {} not in 1..=100", opts.quality)));
+        return Err(DataError::InvalidArgument(format!(
+            "JPEG quality {} not in 1..=100",
+            opts.quality
+        )));
     }
     if let Some((w, h)) = opts.size {
         if !(32..=8192).contains(&w) || !(32..=8192).contains(&h) {
-            return Err(DataError::InvalidArgument(format!("size {w}x{h}: each side must be within 32..=8192")));
+            return Err(DataError::InvalidArgument(format!(
+                "size {w}x{h}: each side must be within 32..=8192"
+            )));
         }
     }
     if out.exists() {
-        let empty = std::fs::read_dir(out).map_err(|e| DataError::io(out, e))?.next().is_none();
+        let empty = std::fs::read_dir(out)
+            .map_err(|e| DataError::io(out, e))?
+            .next()
+            .is_none();
         if !empty {
-            return Err(DataError::InvalidArgument(format!("{} already exists and is not empty", out.display())));
+            return Err(DataError::InvalidArgument(format!(
+                "{} already exists and is not empty",
+                out.display()
+            )));
         }
     }
     let parent = match out.parent() {
@@ -195,7 +256,10 @@ pub fn generate_with(out_dir: impl AsRef<Path>, opts: &SynthOptions) -> Result<S
         let _ = std::fs::remove_dir_all(&tmp_path);
         DataError::io(out, e)
     })?;
-    Ok(SynthSummary { out_dir: out.to_path_buf(), ..summary })
+    Ok(SynthSummary {
+        out_dir: out.to_path_buf(),
+        ..summary
+    })
 }
 
 fn write_all(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
@@ -214,7 +278,10 @@ fn write_all(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
         bar.inc(1);
         Ok(fovea)
     };
-    train.par_iter().map(|p| render(p, &tdir).map(|_| ())).collect::<Result<Vec<()>>>()?;
+    train
+        .par_iter()
+        .map(|p| render(p, &tdir).map(|_| ()))
+        .collect::<Result<Vec<()>>>()?;
     let foveas = valid.par_iter().map(|p| render(p, &vdir)).collect::<Result<Vec<_>>>()?;
     bar.finish_and_clear();
 
@@ -225,7 +292,10 @@ fn write_all(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
     }
     let csv_path = gdir.join(LABELS_CSV);
     std::fs::write(&csv_path, &csv).map_err(|e| DataError::io(&csv_path, e))?;
-    let xlsx = labels_xlsx(&valid, &foveas).map_err(|e| DataError::Xlsx { path: gdir.join(LABELS_XLSX), reason: e.to_string() })?;
+    let xlsx = labels_xlsx(&valid, &foveas).map_err(|e| DataError::Xlsx {
+        path: gdir.join(LABELS_XLSX),
+        reason: e.to_string(),
+    })?;
     let xlsx_path = gdir.join(LABELS_XLSX);
     std::fs::write(&xlsx_path, &xlsx).map_err(|e| DataError::io(&xlsx_path, e))?;
 
@@ -252,22 +322,38 @@ fn labels_xlsx(valid: &[Plan], foveas: &[(f64, f64)]) -> std::result::Result<Vec
         ws.write_number(r, 0, (i + 1) as f64)?;
         ws.write_string(r, 1, &p.name)?;
         ws.write_number(r, 2, p.label as f64)?;
-        ws.write_number(r, 3, (f.0 * 100.0).round() / 100.0)?;
-        ws.write_number(r, 4, (f.1 * 100.0).round() / 100.0)?;
+        // The same two-decimal values as the CSV.
+        ws.write_number(r, 3, two_decimals(f.0))?;
+        ws.write_number(r, 4, two_decimals(f.1))?;
     }
     wb.save_to_buffer()
 }
 
-fn zip_err(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+fn two_decimals(v: f64) -> f64 {
+    format!("{v:.2}").parse().unwrap_or(v)
 }
 
-fn add_members<W: Write + std::io::Seek>(zw: &mut zip::ZipWriter<W>, prefix: &str, src: &Path, plans: &[Plan], zpath: &Path) -> Result<()> {
+fn zip_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn add_members<W: Write + std::io::Seek>(
+    zw: &mut zip::ZipWriter<W>,
+    prefix: &str,
+    src: &Path,
+    plans: &[Plan],
+    zpath: &Path,
+) -> Result<()> {
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zw.add_directory(format!("{prefix}/"), stored).map_err(|e| zip_err(zpath, e))?;
+    zw.add_directory(format!("{prefix}/"), stored)
+        .map_err(|e| zip_err(zpath, e))?;
     for p in plans {
         let b = std::fs::read(src.join(&p.name)).map_err(|e| DataError::io(src.join(&p.name), e))?;
-        zw.start_file(format!("{prefix}/{}", p.name), stored).map_err(|e| zip_err(zpath, e))?;
+        zw.start_file(format!("{prefix}/{}", p.name), stored)
+            .map_err(|e| zip_err(zpath, e))?;
         zw.write_all(&b).map_err(|e| DataError::io(zpath, e))?;
     }
     Ok(())
@@ -275,7 +361,9 @@ fn add_members<W: Write + std::io::Seek>(zw: &mut zip::ZipWriter<W>, prefix: &st
 
 fn write_zips(dir: &Path, train: &[Plan], valid: &[Plan], xlsx: &[u8]) -> Result<()> {
     use zip::write::SimpleFileOptions;
-    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
+    let stored = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(false);
     let deflated = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     // training.zip -> PALM-Training400/PALM-Training400.zip -> PALM-Training400/*.jpg
     let tz = dir.join(TRAIN_ZIP);
@@ -284,8 +372,10 @@ fn write_zips(dir: &Path, train: &[Plan], valid: &[Plan], xlsx: &[u8]) -> Result
     let inner = inner.finish().map_err(|e| zip_err(&tz, e))?.into_inner();
     let f = std::fs::File::create(&tz).map_err(|e| DataError::io(&tz, e))?;
     let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
-    zw.add_directory(format!("{TRAIN_DIR}/"), stored).map_err(|e| zip_err(&tz, e))?;
-    zw.start_file(format!("{TRAIN_DIR}/{TRAIN_INNER_ZIP}"), stored).map_err(|e| zip_err(&tz, e))?;
+    zw.add_directory(format!("{TRAIN_DIR}/"), stored)
+        .map_err(|e| zip_err(&tz, e))?;
+    zw.start_file(format!("{TRAIN_DIR}/{TRAIN_INNER_ZIP}"), stored)
+        .map_err(|e| zip_err(&tz, e))?;
     zw.write_all(&inner).map_err(|e| DataError::io(&tz, e))?;
     zw.finish().map_err(|e| zip_err(&tz, e))?;
     // validation.zip -> PALM-Validation400/V*.jpg
@@ -298,8 +388,10 @@ fn write_zips(dir: &Path, train: &[Plan], valid: &[Plan], xlsx: &[u8]) -> Result
     let gz = dir.join(GT_ZIP);
     let f = std::fs::File::create(&gz).map_err(|e| DataError::io(&gz, e))?;
     let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
-    zw.add_directory(format!("{GT_DIR}/"), stored).map_err(|e| zip_err(&gz, e))?;
-    zw.start_file(format!("{GT_DIR}/{LABELS_XLSX}"), deflated).map_err(|e| zip_err(&gz, e))?;
+    zw.add_directory(format!("{GT_DIR}/"), stored)
+        .map_err(|e| zip_err(&gz, e))?;
+    zw.start_file(format!("{GT_DIR}/{LABELS_XLSX}"), deflated)
+        .map_err(|e| zip_err(&gz, e))?;
     zw.write_all(xlsx).map_err(|e| DataError::io(&gz, e))?;
     zw.finish().map_err(|e| zip_err(&gz, e))?;
     Ok(())
@@ -334,7 +426,13 @@ pub fn cached_data_dir(seed: u64, size: Option<(usize, usize)>, progress: bool) 
     if is_complete(&dir) {
         return Ok(dir);
     }
-    let opts = SynthOptions { seed, size, with_zips: false, progress, ..SynthOptions::default() };
+    let opts = SynthOptions {
+        seed,
+        size,
+        with_zips: false,
+        progress,
+        ..SynthOptions::default()
+    };
     match generate_with(&dir, &opts) {
         Ok(_) => Ok(dir),
         Err(_) if is_complete(&dir) => Ok(dir),
@@ -359,7 +457,8 @@ pub fn default_data_dir() -> Result<PathBuf> {
 // ---------------------------------------------------------------- rendering
 
 fn hash2(x: i32, y: i32, s: u32) -> u32 {
-    let mut h = (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ s.wrapping_mul(0xcb1a_b31f);
+    let mut h =
+        (x as u32).wrapping_mul(0x8da6_b343) ^ (y as u32).wrapping_mul(0xd816_3841) ^ s.wrapping_mul(0xcb1a_b31f);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2c1b_3c6d);
     h ^= h >> 12;
@@ -402,7 +501,11 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
 }
 
 fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 #[derive(Clone, Copy)]
@@ -449,31 +552,75 @@ fn scene(p: &Plan) -> Scene {
     let (w, h) = (p.w as f32, p.h as f32);
     let m = w.min(h);
     let r = m * rng.gen_range(0.40..0.50);
-    let c = (w / 2.0 + rng.gen_range(-0.04..0.04) * m, h / 2.0 + rng.gen_range(-0.04..0.04) * m);
+    let c = (
+        w / 2.0 + rng.gen_range(-0.04..0.04) * m,
+        h / 2.0 + rng.gen_range(-0.04..0.04) * m,
+    );
     let rot: f32 = rng.gen_range(-12.0f32..12.0).to_radians();
     let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
-    let rotp = |dx: f32, dy: f32| (c.0 + dx * rot.cos() - dy * rot.sin(), c.1 + dx * rot.sin() + dy * rot.cos());
+    let rotp = |dx: f32, dy: f32| {
+        (
+            c.0 + dx * rot.cos() - dy * rot.sin(),
+            c.1 + dx * rot.sin() + dy * rot.cos(),
+        )
+    };
     // Disc nasal, fovea temporal, ~2.5 disc diameters apart.
     let disc_r = r * rng.gen_range(0.085..0.12);
     let dd = disc_r * 2.0 * rng.gen_range(2.2..2.8);
     let off = rng.gen_range(-0.05..0.05) * r;
     let disc = rotp(side * dd * 0.55 + rng.gen_range(-0.05..0.05) * r, off);
-    let fovea = rotp(-side * dd * 0.45 + rng.gen_range(-0.04..0.04) * r, off + rng.gen_range(0.0..0.06) * r);
+    let fovea = rotp(
+        -side * dd * 0.45 + rng.gen_range(-0.04..0.04) * r,
+        off + rng.gen_range(0.0..0.06) * r,
+    );
 
     let (sev, tess, ppa, diffuse, n_patch, n_crack) = match p.class {
         Class::Normal => {
             let t = rng.gen_range(0.0f32..0.35);
-            (0.0, t, if rng.gen_bool(0.15) { rng.gen_range(0.0..0.25) } else { 0.0 }, 0.0, 0, 0)
+            (
+                0.0,
+                t,
+                if rng.gen_bool(0.15) {
+                    rng.gen_range(0.0..0.25)
+                } else {
+                    0.0
+                },
+                0.0,
+                0,
+                0,
+            )
         }
         Class::High => {
             let s = rng.gen_range(0.1f32..0.5);
-            (s, rng.gen_range(0.3..0.8), rng.gen_range(0.1..0.6) * s * 2.0, rng.gen_range(0.0..0.25) * s, 0, 0)
+            (
+                s,
+                rng.gen_range(0.3..0.8),
+                rng.gen_range(0.1..0.6) * s * 2.0,
+                rng.gen_range(0.0..0.25) * s,
+                0,
+                0,
+            )
         }
         Class::Patho => {
             let s = rng.gen_range(0.15f32..1.0);
-            let np = if rng.gen_bool(0.35 + 0.5 * s as f64) { rng.gen_range(1..=(1.0 + 6.0 * s) as usize) } else { 0 };
-            let nc = if rng.gen_bool(0.3 * s as f64) { rng.gen_range(1..=3) } else { 0 };
-            (s, rng.gen_range(0.35..1.0), rng.gen_range(0.4..1.0) * (0.4 + s), rng.gen_range(0.0..0.8) * s, np, nc)
+            let np = if rng.gen_bool(0.35 + 0.5 * s as f64) {
+                rng.gen_range(1..=(1.0 + 6.0 * s) as usize)
+            } else {
+                0
+            };
+            let nc = if rng.gen_bool(0.3 * s as f64) {
+                rng.gen_range(1..=3)
+            } else {
+                0
+            };
+            (
+                s,
+                rng.gen_range(0.35..1.0),
+                rng.gen_range(0.4..1.0) * (0.4 + s),
+                rng.gen_range(0.0..0.8) * s,
+                np,
+                nc,
+            )
         }
     };
     let _ = sev;
@@ -483,12 +630,19 @@ fn scene(p: &Plan) -> Scene {
             let d = rng.gen_range(0.3..1.6) * dd * 0.5;
             // Around the disc-fovea axis, mostly in the posterior pole.
             let mid = ((disc.0 + fovea.0) / 2.0, (disc.1 + fovea.1) / 2.0);
-            Patch { c: (mid.0 + d * a.cos(), mid.1 + d * a.sin()), r: disc_r * rng.gen_range(0.4..1.6), s: rng.gen() }
+            Patch {
+                c: (mid.0 + d * a.cos(), mid.1 + d * a.sin()),
+                r: disc_r * rng.gen_range(0.4..1.6),
+                s: rng.gen(),
+            }
         })
         .collect();
     let cracks = (0..n_crack)
         .flat_map(|_| {
-            let mut pos = (fovea.0 + rng.gen_range(-0.25..0.25) * r, fovea.1 + rng.gen_range(-0.25..0.25) * r);
+            let mut pos = (
+                fovea.0 + rng.gen_range(-0.25..0.25) * r,
+                fovea.1 + rng.gen_range(-0.25..0.25) * r,
+            );
             let mut ang: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
             let n = rng.gen_range(4..10);
             let mut v = Vec::new();
@@ -496,7 +650,12 @@ fn scene(p: &Plan) -> Scene {
                 ang += rng.gen_range(-0.5..0.5);
                 let step = r * 0.025;
                 let next = (pos.0 + step * ang.cos(), pos.1 + step * ang.sin());
-                v.push(Seg { a: pos, b: next, w: r * 0.004, dark: 0.0 });
+                v.push(Seg {
+                    a: pos,
+                    b: next,
+                    w: r * 0.004,
+                    dark: 0.0,
+                });
                 pos = next;
             }
             v
@@ -513,9 +672,17 @@ fn scene(p: &Plan) -> Scene {
         disc_r,
         fovea,
         side,
-        base: [0.80 + 0.12 * base_hue, 0.32 + 0.14 * (1.0 - base_hue) + rng.gen_range(-0.04..0.04), 0.10 + rng.gen_range(0.0..0.12)],
+        base: [
+            0.80 + 0.12 * base_hue,
+            0.32 + 0.14 * (1.0 - base_hue) + rng.gen_range(-0.04..0.04),
+            0.10 + rng.gen_range(0.0..0.12),
+        ],
         gain: rng.gen_range(0.55..1.30),
-        cast: [rng.gen_range(0.85..1.1), rng.gen_range(0.8..1.15), rng.gen_range(0.7..1.3)],
+        cast: [
+            rng.gen_range(0.85..1.1),
+            rng.gen_range(0.8..1.15),
+            rng.gen_range(0.7..1.3),
+        ],
         grad: (rng.gen_range(-0.25..0.25), rng.gen_range(-0.25..0.25)),
         vignette: rng.gen_range(0.2..0.6),
         tess,
@@ -533,25 +700,57 @@ fn vessel_tree(rng: &mut StdRng, disc: (f32, f32), fovea: (f32, f32), disc_r: f3
     let to_fovea = (fovea.1 - disc.1).atan2(fovea.0 - disc.0);
     let mut segs = Vec::new();
     // (angle offset from the fovea direction, bend towards the fovea side)
-    let mains = [(0.9f32, -1.0f32), (-0.9, 1.0), (std::f32::consts::PI - 0.6, 0.0), (std::f32::consts::PI + 0.6, 0.0)];
+    let mains = [
+        (0.9f32, -1.0f32),
+        (-0.9, 1.0),
+        (std::f32::consts::PI - 0.6, 0.0),
+        (std::f32::consts::PI + 0.6, 0.0),
+    ];
     for (k, &(off, bend)) in mains.iter().enumerate() {
         for vein in [false, true] {
             let a0 = to_fovea + off + rng.gen_range(-0.15..0.15) + if vein { 0.12 } else { -0.12 };
             let w0 = r * if vein { 0.016 } else { 0.012 } * rng.gen_range(0.85..1.15) * if k >= 2 { 0.8 } else { 1.0 };
             let start = (disc.0 + disc_r * 0.2 * a0.cos(), disc.1 + disc_r * 0.2 * a0.sin());
-            grow(rng, &mut segs, start, a0, w0, bend * 0.055, if vein { 0.65 } else { 0.45 }, r, c, 0);
+            grow(
+                rng,
+                &mut segs,
+                start,
+                a0,
+                w0,
+                bend * 0.055,
+                if vein { 0.65 } else { 0.45 },
+                r,
+                c,
+                0,
+            );
         }
     }
     segs
 }
 
 #[allow(clippy::too_many_arguments)]
-fn grow(rng: &mut StdRng, segs: &mut Vec<Seg>, mut pos: (f32, f32), mut ang: f32, mut w: f32, bend: f32, dark: f32, r: f32, c: (f32, f32), depth: u32) {
+fn grow(
+    rng: &mut StdRng,
+    segs: &mut Vec<Seg>,
+    mut pos: (f32, f32),
+    mut ang: f32,
+    mut w: f32,
+    bend: f32,
+    dark: f32,
+    r: f32,
+    c: (f32, f32),
+    depth: u32,
+) {
     let step = r * 0.035;
     for _ in 0..60 {
         ang += bend + rng.gen_range(-0.18..0.18);
         let next = (pos.0 + step * ang.cos(), pos.1 + step * ang.sin());
-        segs.push(Seg { a: pos, b: next, w, dark });
+        segs.push(Seg {
+            a: pos,
+            b: next,
+            w,
+            dark,
+        });
         pos = next;
         w *= 0.985;
         let d = ((pos.0 - c.0).powi(2) + (pos.1 - c.1).powi(2)).sqrt();
@@ -584,7 +783,8 @@ fn raster(segs: &[Seg], lw: usize, lh: usize, k: f32, alpha: &mut [f32], darknes
                 let (qx, qy) = (s.a.0 + t * dx - px, s.a.1 + t * dy - py);
                 let d = (qx * qx + qy * qy).sqrt();
                 // Antialiased coverage, softened by the pixel size.
-                let cov = (1.0 - smoothstep(s.w / 2.0 - k * 0.5, s.w / 2.0 + k * 0.5, d)) * (s.w / k).min(1.0).max(0.35);
+                let cov =
+                    (1.0 - smoothstep(s.w / 2.0 - k * 0.5, s.w / 2.0 + k * 0.5, d)) * (s.w / k).min(1.0).max(0.35);
                 let i = iy * lw + ix;
                 if cov > alpha[i] {
                     alpha[i] = cov;
@@ -606,7 +806,11 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
     let mut col = sc.base;
     // Fine retinal texture.
     let tex = vnoise(u * 14.0, v * 14.0, ns) - 0.5;
-    col = [col[0] * (1.0 + 0.08 * tex), col[1] * (1.0 + 0.12 * tex), col[2] * (1.0 + 0.1 * tex)];
+    col = [
+        col[0] * (1.0 + 0.08 * tex),
+        col[1] * (1.0 + 0.12 * tex),
+        col[2] * (1.0 + 0.1 * tex),
+    ];
     // Tessellation: ridged, warped noise showing the choroidal vessels.
     if sc.tess > 0.01 {
         let wx = vnoise(u * 3.0 + 7.1, v * 3.0, ns ^ 0x55);
@@ -645,7 +849,11 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
     // Macula: darker, browner, with the fovea pit.
     let df = ((px - sc.fovea.0).powi(2) + (py - sc.fovea.1).powi(2)).sqrt() / sc.r;
     let mac = (-(df * df) / (2.0 * 0.11 * 0.11)).exp();
-    col = [col[0] * (1.0 - 0.28 * mac), col[1] * (1.0 - 0.42 * mac), col[2] * (1.0 - 0.4 * mac)];
+    col = [
+        col[0] * (1.0 - 0.28 * mac),
+        col[1] * (1.0 - 0.42 * mac),
+        col[2] * (1.0 - 0.4 * mac),
+    ];
     let pit = (-(df * df) / (2.0 * 0.018 * 0.018)).exp();
     col = lerp3(col, [0.35, 0.12, 0.06], pit * 0.5);
     // Optic disc with a pale cup.
@@ -671,7 +879,15 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
 /// Renders one image and encodes it; returns the JPEG and the fovea position.
 fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
     let sc = scene(p);
-    let k = if p.w >= 1800 { 6 } else if p.w >= 1000 { 4 } else if p.w >= 200 { 2 } else { 1 };
+    let k = if p.w >= 1800 {
+        6
+    } else if p.w >= 1000 {
+        4
+    } else if p.w >= 200 {
+        2
+    } else {
+        1
+    };
     let (lw, lh) = (p.w.div_ceil(k), p.h.div_ceil(k));
     let kf = k as f32;
     let mut va = vec![0f32; lw * lh];
@@ -684,7 +900,13 @@ fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
     for iy in 0..lh {
         for ix in 0..lw {
             let i = iy * lw + ix;
-            let c = shade(&sc, (ix as f32 + 0.5) * kf, (iy as f32 + 0.5) * kf, (va[i], vd[i]), ca[i]);
+            let c = shade(
+                &sc,
+                (ix as f32 + 0.5) * kf,
+                (iy as f32 + 0.5) * kf,
+                (va[i], vd[i]),
+                ca[i],
+            );
             low[i * 3..i * 3 + 3].copy_from_slice(&[c[0] * 255.0, c[1] * 255.0, c[2] * 255.0]);
         }
     }
@@ -706,7 +928,10 @@ fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
         let y0 = (fy.floor() as usize).min(lh.saturating_sub(2));
         let y1 = (y0 + 1).min(lh - 1);
         let ty = fy - y0 as f32;
-        let (r0, r1) = (&low[y0 * lw * 3..(y0 + 1) * lw * 3], &low[y1 * lw * 3..(y1 + 1) * lw * 3]);
+        let (r0, r1) = (
+            &low[y0 * lw * 3..(y0 + 1) * lw * 3],
+            &low[y1 * lw * 3..(y1 + 1) * lw * 3],
+        );
         for ((t, &a), &b) in tmp.iter_mut().zip(r0).zip(r1) {
             *t = a + (b - a) * ty;
         }
@@ -729,6 +954,9 @@ fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
     let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     enc.encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| DataError::Io { path: PathBuf::from(&p.name), source: std::io::Error::other(e.to_string()) })?;
+        .map_err(|e| DataError::Io {
+            path: PathBuf::from(&p.name),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     Ok((out, (sc.fovea.0 as f64, sc.fovea.1 as f64)))
 }

@@ -78,14 +78,7 @@ fn coefficients(src: usize, dst: usize, clamp: bool) -> Vec<(isize, i32, i32)> {
 /// # Panics
 /// If `src.len() != src_w * src_h * channels` or any size is zero (a
 /// programming error: every caller in this crate checks sizes first).
-pub fn resize_linear(
-    src: &[u8],
-    src_w: usize,
-    src_h: usize,
-    channels: usize,
-    dst_w: usize,
-    dst_h: usize,
-) -> Vec<u8> {
+pub fn resize_linear(src: &[u8], src_w: usize, src_h: usize, channels: usize, dst_w: usize, dst_h: usize) -> Vec<u8> {
     assert!(src_w > 0 && src_h > 0 && dst_w > 0 && dst_h > 0 && channels > 0);
     assert_eq!(src.len(), src_w * src_h * channels, "resize_linear: bad buffer size");
     let xs = coefficients(src_w, dst_w, true);
