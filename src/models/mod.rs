@@ -88,6 +88,7 @@ macro_rules! __network_pattern {
 ///
 /// ```
 /// use dfdx::prelude::*;
+/// use dfdx::nn::modules::Linear;
 /// use palm_cnn::nn::{Conv2d, Flatten, MaxPool2d};
 ///
 /// palm_cnn::network! {
@@ -114,10 +115,10 @@ macro_rules! __network_pattern {
 ///   safetensors work), with each field named after the struct field;
 /// - `Module` on batches without a tape (evaluation: dropout off) and `ModuleMut` on batches
 ///   with an `OwnedTape` (training: dropout on), for any batch dimension;
-/// - [`Summarize`](crate::summary::Summarize), the layer-shape table;
-/// - a function that instantiates both forward passes, so that a layer whose declared sizes do
-///   not fit its input fails `cargo build` of the crate that defines the network, even before
-///   anything calls it.
+/// - [`Summarize`](crate::summary::Summarize), the layer-shape table.
+///
+/// A layer whose declared sizes do not fit its input fails `cargo build` of any program that
+/// runs the network (the checks sit in each layer's `forward` and fire when it is instantiated).
 #[macro_export]
 macro_rules! network {
     (
@@ -214,15 +215,5 @@ macro_rules! network {
             }
         }
 
-        impl $name<f32, ::dfdx::tensor::Cpu> {
-            /// Instantiates both forward passes so that every layer's shape check runs when the
-            /// defining crate is built. Never needs to be called.
-            #[doc(hidden)]
-            pub fn __check_shapes() {
-                type Input<T> = ::dfdx::tensor::Tensor<(usize, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu, T>;
-                let _eval = <Self as ::dfdx::nn::Module<Input<::dfdx::tensor::NoneTape>>>::try_forward;
-                let _train = <Self as ::dfdx::nn::ModuleMut<Input<::dfdx::tensor::OwnedTape<f32, ::dfdx::tensor::Cpu>>>>::try_forward_mut;
-            }
-        }
     };
 }
