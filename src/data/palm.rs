@@ -451,8 +451,8 @@ fn parse_label(v: &str) -> Option<u8> {
         "0" => Some(0),
         "1" => Some(1),
         t => match t.parse::<f64>() {
-            Ok(f) if f == 0.0 => Some(0),
-            Ok(f) if f == 1.0 => Some(1),
+            Ok(0.0) => Some(0),
+            Ok(1.0) => Some(1),
             _ => None,
         },
     }

@@ -783,8 +783,7 @@ fn raster(segs: &[Seg], lw: usize, lh: usize, k: f32, alpha: &mut [f32], darknes
                 let (qx, qy) = (s.a.0 + t * dx - px, s.a.1 + t * dy - py);
                 let d = (qx * qx + qy * qy).sqrt();
                 // Antialiased coverage, softened by the pixel size.
-                let cov =
-                    (1.0 - smoothstep(s.w / 2.0 - k * 0.5, s.w / 2.0 + k * 0.5, d)) * (s.w / k).min(1.0).max(0.35);
+                let cov = (1.0 - smoothstep(s.w / 2.0 - k * 0.5, s.w / 2.0 + k * 0.5, d)) * (s.w / k).clamp(0.35, 1.0);
                 let i = iy * lw + ix;
                 if cov > alpha[i] {
                     alpha[i] = cov;
