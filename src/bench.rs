@@ -47,7 +47,12 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        Self { batch: 10, warmup: 1, train_steps: 5, eval_batches: 5 }
+        Self {
+            batch: 10,
+            warmup: 1,
+            train_steps: 5,
+            eval_batches: 5,
+        }
     }
 }
 
@@ -64,8 +69,17 @@ where
     let dev = Cpu::seed_from_u64(0);
     let shape = (config.batch, Const::<3>, Const::<224>, Const::<224>);
     let images: Images = dev.sample_uniform_like(&shape) * 2.0 - 1.0;
-    let targets: Logits = dev.sample_uniform_like(&(config.batch, Const::<1>)).ge(0.5).choose(dev.ones_like(&(config.batch, Const::<1>)), dev.zeros_like(&(config.batch, Const::<1>)));
-    let mut opt = Adam::new(model, AdamConfig { lr: 1e-3, ..Default::default() });
+    let targets: Logits = dev.sample_uniform_like(&(config.batch, Const::<1>)).ge(0.5).choose(
+        dev.ones_like(&(config.batch, Const::<1>)),
+        dev.zeros_like(&(config.batch, Const::<1>)),
+    );
+    let mut opt = Adam::new(
+        model,
+        AdamConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    );
     let mut grads = model.try_alloc_grads()?;
     let (mut forward_s, mut backward_s, mut optim_s) = (0.0, 0.0, 0.0);
     for step in 0..config.warmup + config.train_steps {
@@ -128,7 +142,13 @@ pub fn table(results: &[BenchResult]) -> String {
     for r in results {
         out.push_str(&format!(
             "{:<12} {:>5} {:>14.2} {:>11.1} {:>12.1} {:>11.1} {:>13.2}\n",
-            r.model, r.batch, r.train_images_per_s, r.train_forward_ms, r.train_backward_ms, r.train_optimizer_ms, r.eval_images_per_s
+            r.model,
+            r.batch,
+            r.train_images_per_s,
+            r.train_forward_ms,
+            r.train_backward_ms,
+            r.train_optimizer_ms,
+            r.eval_images_per_s
         ));
     }
     out

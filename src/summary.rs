@@ -64,12 +64,21 @@ pub fn thousands(n: usize) -> String {
 impl Summary {
     /// Starts a summary for `model` fed with `input`.
     pub fn new<S: Shape, T>(model: &str, input: &Tensor<S, f32, Cpu, T>) -> Self {
-        Self { model: model.to_string(), input_shape: dims(input), rows: Vec::new() }
+        Self {
+            model: model.to_string(),
+            input_shape: dims(input),
+            rows: Vec::new(),
+        }
     }
 
     /// Records one layer's output.
     pub fn push<S: Shape, T>(&mut self, name: &str, type_name: &str, output: &Tensor<S, f32, Cpu, T>, params: usize) {
-        self.rows.push(LayerRow { name: name.to_string(), kind: short_type_name(type_name), output_shape: dims(output), params });
+        self.rows.push(LayerRow {
+            name: name.to_string(),
+            kind: short_type_name(type_name),
+            output_shape: dims(output),
+            params,
+        });
     }
 
     /// Total trainable parameters.
@@ -110,14 +119,37 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name_w = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
         let kind_w = self.rows.iter().map(|r| r.kind.len()).max().unwrap_or(4).max(4);
-        let shape_w = self.rows.iter().map(|r| shape_text(&r.output_shape).len()).max().unwrap_or(12).max(12);
+        let shape_w = self
+            .rows
+            .iter()
+            .map(|r| shape_text(&r.output_shape).len())
+            .max()
+            .unwrap_or(12)
+            .max(12);
         writeln!(f, "{} — input {}", self.model, shape_text(&self.input_shape))?;
-        writeln!(f, "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}", "layer", "type", "output shape", "parameters")?;
+        writeln!(
+            f,
+            "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}",
+            "layer", "type", "output shape", "parameters"
+        )?;
         writeln!(f, "{}", "-".repeat(name_w + kind_w + shape_w + 18))?;
         for r in &self.rows {
-            writeln!(f, "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}", r.name, r.kind, shape_text(&r.output_shape), thousands(r.params))?;
+            writeln!(
+                f,
+                "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}",
+                r.name,
+                r.kind,
+                shape_text(&r.output_shape),
+                thousands(r.params)
+            )?;
         }
         writeln!(f, "{}", "-".repeat(name_w + kind_w + shape_w + 18))?;
-        write!(f, "{:<w$}  {:>12}", "total", thousands(self.total_params()), w = name_w + kind_w + shape_w + 4)
+        write!(
+            f,
+            "{:<w$}  {:>12}",
+            "total",
+            thousands(self.total_params()),
+            w = name_w + kind_w + shape_w + 4
+        )
     }
 }

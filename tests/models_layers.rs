@@ -24,7 +24,11 @@ fn parameter_counts_match_the_course() {
 }
 
 fn shapes(kind: ModelKind, batch: usize) -> Vec<(String, Vec<usize>)> {
-    kind.summary(batch).rows.into_iter().map(|r| (r.name, r.output_shape)).collect()
+    kind.summary(batch)
+        .rows
+        .into_iter()
+        .map(|r| (r.name, r.output_shape))
+        .collect()
 }
 
 fn expect(rows: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
@@ -56,7 +60,11 @@ fn lenet_mnist_layer_shapes_match_the_course_printout() {
 #[test]
 fn lenet_palm_and_alexnet_layer_shapes() {
     let lenet = shapes(ModelKind::LeNetPalm, 2);
-    let conv_sizes: Vec<usize> = lenet.iter().filter(|(n, _)| n.starts_with("conv") || n.starts_with("pool")).map(|(_, s)| s[2]).collect();
+    let conv_sizes: Vec<usize> = lenet
+        .iter()
+        .filter(|(n, _)| n.starts_with("conv") || n.starts_with("pool"))
+        .map(|(_, s)| s[2])
+        .collect();
     assert_eq!(conv_sizes, [220, 110, 106, 53, 50]);
     assert_eq!(lenet.iter().find(|(n, _)| n == "flatten").unwrap().1, [2, 300_000]);
     assert_eq!(lenet.last().unwrap().1, [2, 1]);
@@ -83,7 +91,10 @@ fn summary_text_and_html_list_every_layer_and_the_total() {
     let summary = dev.build_module::<LeNetMnist, f32>().summary(3);
     assert_eq!(summary.total_params(), 41_806);
     let text = summary.to_string();
-    assert!(text.contains("conv1    Conv2d     [3, 6, 24, 24]           156"), "{text}");
+    assert!(
+        text.contains("conv1    Conv2d     [3, 6, 24, 24]           156"),
+        "{text}"
+    );
     assert!(text.lines().last().unwrap().ends_with("41,806"), "{text}");
     let html = summary.to_html();
     assert_eq!(html.matches("<tr><td>").count(), 12);
@@ -94,7 +105,10 @@ fn summary_text_and_html_list_every_layer_and_the_total() {
 fn tuples_of_our_layers_and_dfdx_layers_build_and_run() {
     let dev = Cpu::default();
     let model = dev.build_module::<Tiny, f32>();
-    assert_eq!(model.num_trainable_params(), (9 * 3 + 3) + (3 * 4 * 4 + 4) + (4 * 2 + 2));
+    assert_eq!(
+        model.num_trainable_params(),
+        (9 * 3 + 3) + (3 * 4 * 4 + 4) + (4 * 2 + 2)
+    );
     let y = model.forward(dev.sample_normal::<Rank4<5, 1, 6, 6>>());
     assert_eq!(y.shape().concrete(), [5, 2]);
     // Runtime batch dimension too.
@@ -118,9 +132,15 @@ fn initialisation_is_pytorch_kaiming_uniform() {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let max = w.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
         let var = w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / w.len() as f64;
-        assert!(max <= bound && max > 0.99 * bound, "{name}: max |w| {max} vs bound {bound}");
+        assert!(
+            max <= bound && max > 0.99 * bound,
+            "{name}: max |w| {max} vs bound {bound}"
+        );
         // Uniform(−b, b) has variance b²/3.
-        assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.05, "{name}: variance {var}");
+        assert!(
+            (var / (bound * bound / 3.0) - 1.0).abs() < 0.05,
+            "{name}: variance {var}"
+        );
     }
     let b = model.conv1.bias.as_vec();
     assert!(b.iter().all(|v| (v.abs() as f64) <= 1.0 / 363f64.sqrt()));
@@ -129,7 +149,12 @@ fn initialisation_is_pytorch_kaiming_uniform() {
 /// Trains `Tiny` on a fixed batch and returns the losses.
 type TinyModel = <Tiny as BuildOnDevice<Cpu, f32>>::Built;
 
-fn train_tiny<O: Optimizer<TinyModel, Cpu, f32>>(dev: &Cpu, model: &mut TinyModel, opt: &mut O, steps: usize) -> Vec<f32> {
+fn train_tiny<O: Optimizer<TinyModel, Cpu, f32>>(
+    dev: &Cpu,
+    model: &mut TinyModel,
+    opt: &mut O,
+    steps: usize,
+) -> Vec<f32> {
     let x = dev.sample_normal::<Rank4<8, 1, 6, 6>>();
     let y = dev.tensor([[1.0f32, 0.0]; 8]);
     let mut grads = model.alloc_grads();
@@ -149,16 +174,33 @@ fn train_tiny<O: Optimizer<TinyModel, Cpu, f32>>(dev: &Cpu, model: &mut TinyMode
 fn adam_and_momentum_with_weight_decay_reduce_the_loss() {
     let dev = Cpu::seed_from_u64(11);
     let mut model = dev.build_module::<Tiny, f32>();
-    let mut adam = Adam::new(&model, AdamConfig { lr: 1e-2, ..Default::default() });
+    let mut adam = Adam::new(
+        &model,
+        AdamConfig {
+            lr: 1e-2,
+            ..Default::default()
+        },
+    );
     let losses = train_tiny(&dev, &mut model, &mut adam, 30);
     assert!(losses[29] < 0.5 * losses[0], "Adam: {losses:?}");
 
     let mut model = dev.build_module::<Tiny, f32>();
     let conv_before = model.0 .0.weight.as_vec();
-    let mut sgd = Sgd::new(&model, SgdConfig { lr: 0.05, momentum: Some(Momentum::Classic(0.9)), weight_decay: Some(WeightDecay::L2(1e-3)) });
+    let mut sgd = Sgd::new(
+        &model,
+        SgdConfig {
+            lr: 0.05,
+            momentum: Some(Momentum::Classic(0.9)),
+            weight_decay: Some(WeightDecay::L2(1e-3)),
+        },
+    );
     let losses = train_tiny(&dev, &mut model, &mut sgd, 30);
     assert!(losses[29] < 0.5 * losses[0], "Momentum: {losses:?}");
-    assert_ne!(model.0 .0.weight.as_vec(), conv_before, "the convolution's weight must be trained");
+    assert_ne!(
+        model.0 .0.weight.as_vec(),
+        conv_before,
+        "the convolution's weight must be trained"
+    );
 }
 
 #[test]
@@ -166,7 +208,10 @@ fn zero_grads_clears_convolution_gradients() {
     let dev = Cpu::seed_from_u64(5);
     let model = dev.build_module::<Tiny, f32>();
     let mut grads = model.alloc_grads();
-    let loss = model.forward(dev.sample_normal::<Rank4<2, 1, 6, 6>>().traced(grads)).square().mean();
+    let loss = model
+        .forward(dev.sample_normal::<Rank4<2, 1, 6, 6>>().traced(grads))
+        .square()
+        .mean();
     grads = loss.backward();
     let g = grads.get(&model.0 .0.weight).as_vec();
     assert!(g.iter().any(|v| *v != 0.0));
@@ -185,7 +230,11 @@ fn safetensors_round_trip_uses_the_course_layer_names() {
 
     let bytes = std::fs::read(&path).unwrap();
     let file = ::safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<(String, Vec<usize>)> = file.tensors().into_iter().map(|(n, v)| (n, v.shape().to_vec())).collect();
+    let mut names: Vec<(String, Vec<usize>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec()))
+        .collect();
     names.sort();
     assert_eq!(
         names,

@@ -12,7 +12,15 @@ fn random_vec(rng: &mut StdRng, n: usize) -> Vec<f64> {
 }
 
 /// Direct convolution: out[b,o,y,x] = bias[o] + Σ_c,i,j x[b,c,y·s+i−p,x·s+j−p] · w[o,c,i,j].
-fn naive_conv(x: &[f64], (b, c, h, w): Shape4, wt: &[f64], (o, kh, kw): (usize, usize, usize), bias: &[f64], s: usize, p: usize) -> (Vec<f64>, usize, usize) {
+fn naive_conv(
+    x: &[f64],
+    (b, c, h, w): Shape4,
+    wt: &[f64],
+    (o, kh, kw): (usize, usize, usize),
+    bias: &[f64],
+    s: usize,
+    p: usize,
+) -> (Vec<f64>, usize, usize) {
     let oh = (h + 2 * p - kh) / s + 1;
     let ow = (w + 2 * p - kw) / s + 1;
     let mut out = vec![0.0; b * o * oh * ow];
@@ -29,7 +37,8 @@ fn naive_conv(x: &[f64], (b, c, h, w): Shape4, wt: &[f64], (o, kh, kw): (usize, 
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
-                                acc += x[((bi * c + ci) * h + iy as usize) * w + ix as usize] * wt[((oi * c + ci) * kh + i) * kw + j];
+                                acc += x[((bi * c + ci) * h + iy as usize) * w + ix as usize]
+                                    * wt[((oi * c + ci) * kh + i) * kw + j];
                             }
                         }
                     }
@@ -72,7 +81,10 @@ fn naive_pool(x: &[f64], (b, c, h, w): Shape4, k: usize, s: usize, p: usize, max
 fn assert_close(actual: &[f64], expected: &[f64], tol: f64, what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: length");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((a - e).abs() <= tol * (1.0 + e.abs()), "{what}: element {i}: got {a}, expected {e}");
+        assert!(
+            (a - e).abs() <= tol * (1.0 + e.abs()),
+            "{what}: element {i}: got {a}, expected {e}"
+        );
     }
 }
 
@@ -86,15 +98,57 @@ struct ConvCase {
 
 const CONV_CASES: &[ConvCase] = &[
     // AlexNet's first layer on a reduced image: k11, stride 4, padding 5.
-    ConvCase { shape: (2, 3, 37, 41), out_channels: 4, kernel: (11, 11), stride: 4, padding: 5 },
-    ConvCase { shape: (3, 2, 9, 7), out_channels: 5, kernel: (3, 3), stride: 2, padding: 1 },
-    ConvCase { shape: (2, 3, 11, 13), out_channels: 4, kernel: (5, 5), stride: 1, padding: 0 },
-    ConvCase { shape: (1, 4, 6, 5), out_channels: 3, kernel: (3, 2), stride: 1, padding: 2 },
+    ConvCase {
+        shape: (2, 3, 37, 41),
+        out_channels: 4,
+        kernel: (11, 11),
+        stride: 4,
+        padding: 5,
+    },
+    ConvCase {
+        shape: (3, 2, 9, 7),
+        out_channels: 5,
+        kernel: (3, 3),
+        stride: 2,
+        padding: 1,
+    },
+    ConvCase {
+        shape: (2, 3, 11, 13),
+        out_channels: 4,
+        kernel: (5, 5),
+        stride: 1,
+        padding: 0,
+    },
+    ConvCase {
+        shape: (1, 4, 6, 5),
+        out_channels: 3,
+        kernel: (3, 2),
+        stride: 1,
+        padding: 2,
+    },
     // The 1×1 direct path.
-    ConvCase { shape: (2, 5, 4, 3), out_channels: 6, kernel: (1, 1), stride: 1, padding: 0 },
-    ConvCase { shape: (2, 5, 7, 7), out_channels: 2, kernel: (1, 1), stride: 2, padding: 0 },
+    ConvCase {
+        shape: (2, 5, 4, 3),
+        out_channels: 6,
+        kernel: (1, 1),
+        stride: 1,
+        padding: 0,
+    },
+    ConvCase {
+        shape: (2, 5, 7, 7),
+        out_channels: 2,
+        kernel: (1, 1),
+        stride: 2,
+        padding: 0,
+    },
     // Stride larger than the kernel, odd sizes.
-    ConvCase { shape: (3, 1, 13, 9), out_channels: 2, kernel: (2, 2), stride: 3, padding: 1 },
+    ConvCase {
+        shape: (3, 1, 13, 9),
+        out_channels: 2,
+        kernel: (2, 2),
+        stride: 3,
+        padding: 1,
+    },
 ];
 
 /// conv2d on runtime-shaped tensors, returning the output values.
@@ -106,7 +160,9 @@ fn run_conv(dev: &Cpu, x: &[f64], case: &ConvCase, wt: &[f64], bias: &[f64]) -> 
     let xt = dev.tensor_from_vec(x.to_vec(), (b, c, h, w));
     let wt = dev.tensor_from_vec(wt.to_vec(), (case.out_channels, c, kh, kw));
     let bt = dev.tensor_from_vec(bias.to_vec(), (case.out_channels,));
-    conv2d(xt, &wt, Some(&bt), case.stride, case.padding, (oh, ow)).unwrap().as_vec()
+    conv2d(xt, &wt, Some(&bt), case.stride, case.padding, (oh, ow))
+        .unwrap()
+        .as_vec()
 }
 
 #[test]
@@ -119,9 +175,25 @@ fn conv2d_forward_matches_naive_reference() {
         let x = random_vec(&mut rng, b * c * h * w);
         let wt = random_vec(&mut rng, case.out_channels * c * kh * kw);
         let bias = random_vec(&mut rng, case.out_channels);
-        let (expected, _, _) = naive_conv(&x, case.shape, &wt, (case.out_channels, kh, kw), &bias, case.stride, case.padding);
+        let (expected, _, _) = naive_conv(
+            &x,
+            case.shape,
+            &wt,
+            (case.out_channels, kh, kw),
+            &bias,
+            case.stride,
+            case.padding,
+        );
         let actual = run_conv(&dev, &x, case, &wt, &bias);
-        assert_close(&actual, &expected, 1e-12, &format!("conv {:?} k{:?} s{} p{}", case.shape, case.kernel, case.stride, case.padding));
+        assert_close(
+            &actual,
+            &expected,
+            1e-12,
+            &format!(
+                "conv {:?} k{:?} s{} p{}",
+                case.shape, case.kernel, case.stride, case.padding
+            ),
+        );
     }
 }
 
@@ -140,7 +212,12 @@ fn conv2d_f32_forward_matches_reference() {
     let xt = dev.tensor_from_vec(f(&x), (b, c, h, w));
     let wtt = dev.tensor_from_vec(f(&wt), (case.out_channels, c, 11usize, 11usize));
     let bt = dev.tensor_from_vec(f(&bias), (case.out_channels,));
-    let out: Vec<f64> = conv2d(xt, &wtt, Some(&bt), 4, 5, (oh, ow)).unwrap().as_vec().into_iter().map(f64::from).collect();
+    let out: Vec<f64> = conv2d(xt, &wtt, Some(&bt), 4, 5, (oh, ow))
+        .unwrap()
+        .as_vec()
+        .into_iter()
+        .map(f64::from)
+        .collect();
     assert_close(&out, &expected, 1e-4, "f32 AlexNet conv1");
 }
 
@@ -182,7 +259,10 @@ fn conv2d_backward_matches_finite_differences() {
         let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), case.stride, case.padding, (oh, ow)).unwrap();
         let grads = (y * ct).sum().backward();
 
-        let what = format!("conv {:?} k{:?} s{} p{}", case.shape, case.kernel, case.stride, case.padding);
+        let what = format!(
+            "conv {:?} k{:?} s{} p{}",
+            case.shape, case.kernel, case.stride, case.padding
+        );
         let dx = numeric_grad(&x, &coeff, &|v| run_conv(&dev, v, case, &wt, &bias));
         assert_close(&grads.get(&xt).as_vec(), &dx, 1e-6, &format!("{what}: input grad"));
         let dw = numeric_grad(&wt, &coeff, &|v| run_conv(&dev, &x, case, v, &bias));
@@ -218,7 +298,12 @@ fn pools_forward_match_naive_reference() {
         let x = random_vec(&mut rng, shape.0 * shape.1 * shape.2 * shape.3);
         for max in [true, false] {
             let (expected, _, _) = naive_pool(&x, shape, k, s, p, max);
-            assert_close(&run_pool(&dev, &x, shape, k, s, p, max), &expected, 1e-12, &format!("pool max={max} {shape:?} k{k} s{s} p{p}"));
+            assert_close(
+                &run_pool(&dev, &x, shape, k, s, p, max),
+                &expected,
+                1e-12,
+                &format!("pool max={max} {shape:?} k{k} s{s} p{p}"),
+            );
         }
     }
 }
@@ -240,10 +325,20 @@ fn pools_backward_match_finite_differences() {
         for max in [true, false] {
             let xt = dev.tensor_from_vec(x.clone(), shape);
             let ct = dev.tensor_from_vec(coeff.clone(), (shape.0, shape.1, oh, ow));
-            let y = if max { max_pool2d(xt.leaky_trace(), k, s, p, (oh, ow)) } else { avg_pool2d(xt.leaky_trace(), k, s, p, (oh, ow)) }.unwrap();
+            let y = if max {
+                max_pool2d(xt.leaky_trace(), k, s, p, (oh, ow))
+            } else {
+                avg_pool2d(xt.leaky_trace(), k, s, p, (oh, ow))
+            }
+            .unwrap();
             let grads = (y * ct).sum().backward();
             let expected = numeric_grad(&x, &coeff, &|v| run_pool(&dev, v, shape, k, s, p, max));
-            assert_close(&grads.get(&xt).as_vec(), &expected, 1e-6, &format!("pool grad max={max} {shape:?} k{k} s{s} p{p}"));
+            assert_close(
+                &grads.get(&xt).as_vec(),
+                &expected,
+                1e-6,
+                &format!("pool grad max={max} {shape:?} k{k} s{s} p{p}"),
+            );
         }
     }
 }
@@ -259,8 +354,14 @@ fn global_avg_pool_forward_and_backward() {
     let coeff = random_vec(&mut rng, 6);
     let y = global_avg_pool2d(xt.leaky_trace()).unwrap();
     assert_close(&y.as_vec(), &expected, 1e-12, "global avg pool");
-    let grads = (y * dev.tensor_from_vec(coeff.clone(), (2usize, 3usize))).sum().backward();
-    let numeric = numeric_grad(&x, &coeff, &|v| global_avg_pool2d(dev.tensor_from_vec(v.to_vec(), shape)).unwrap().as_vec());
+    let grads = (y * dev.tensor_from_vec(coeff.clone(), (2usize, 3usize)))
+        .sum()
+        .backward();
+    let numeric = numeric_grad(&x, &coeff, &|v| {
+        global_avg_pool2d(dev.tensor_from_vec(v.to_vec(), shape))
+            .unwrap()
+            .as_vec()
+    });
     assert_close(&grads.get(&xt).as_vec(), &numeric, 1e-6, "global avg pool grad");
 }
 

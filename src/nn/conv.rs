@@ -85,13 +85,17 @@ impl<
                     "weight",
                     |s| &s.weight,
                     |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Uniform::new(-Self::init_bound(), Self::init_bound()))),
+                    TensorOptions::reset_with(|t| {
+                        t.try_fill_with_distr(Uniform::new(-Self::init_bound(), Self::init_bound()))
+                    }),
                 ),
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| t.try_fill_with_distr(Uniform::new(-Self::init_bound(), Self::init_bound()))),
+                    TensorOptions::reset_with(|t| {
+                        t.try_fill_with_distr(Uniform::new(-Self::init_bound(), Self::init_bound()))
+                    }),
                 ),
             ),
             |(weight, bias)| Conv2d { weight, bias },
@@ -117,8 +121,17 @@ impl<
     }
 }
 
-impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, const OH: usize, const OW: usize, E: Dtype, D: Storage<E>>
-    NonMutableModule for Conv2d<I, O, K, S, P, OH, OW, E, D>
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const OH: usize,
+        const OW: usize,
+        E: Dtype,
+        D: Storage<E>,
+    > NonMutableModule for Conv2d<I, O, K, S, P, OH, OW, E, D>
 {
 }
 

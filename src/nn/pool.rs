@@ -75,7 +75,9 @@ pub struct GlobalAvgPool;
 impl ZeroSizedModule for GlobalAvgPool {}
 impl NonMutableModule for GlobalAvgPool {}
 
-impl<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cpu>> Module<Tensor<(B, C, H, W), E, Cpu, T>> for GlobalAvgPool {
+impl<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cpu>> Module<Tensor<(B, C, H, W), E, Cpu, T>>
+    for GlobalAvgPool
+{
     type Output = Tensor<(B, C), E, Cpu, T>;
     type Error = CpuError;
 

@@ -68,7 +68,14 @@ impl Default for ConstMessage {
 
 /// Output size of a sliding window along one axis, for const contexts; panics at compile time
 /// with a message when the window does not fit.
-pub const fn window_output(layer: &str, axis: &str, input: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+pub const fn window_output(
+    layer: &str,
+    axis: &str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> usize {
     match crate::ops::window_output_size(input, kernel, stride, padding) {
         Some(n) => n,
         None => {

@@ -3,11 +3,13 @@
 //! Layouts follow PyTorch and Paddle: input `[B, C, H, W]`, weight `[O, C, Kh, Kw]`,
 //! bias `[O]`, output `[B, O, Ho, Wo]`, all contiguous row-major.
 //!
-//! For each sample the input patches are laid out as a `[C·Kh·Kw, Ho·Wo]` matrix (`col`), so
-//! `out = W · col` (+ bias). Backward recomputes `col` instead of storing it (AlexNet's first layer
-//! would keep 45 MB of patches per batch of 10): `dW += dY · colᵀ`, `dcol = Wᵀ · dY`, then `dcol`
-//! is scattered back onto the input (col2im). Samples are spread over rayon's threads; when the
-//! batch is smaller than the thread count the GEMM splits its own work instead.
+//! The input patches of the whole batch are laid out as one `[C·Kh·Kw, B·Ho·Wo]` matrix (`col`),
+//! so the forward pass is one GEMM, `Y = W · col` (`[O, B·Ho·Wo]`), whose columns are then
+//! regrouped per sample (+ bias). Backward recomputes `col` instead of storing it (AlexNet's first
+//! layer would keep 45 MB of patches per batch of 10): `dW = dY · colᵀ`, `dcol = Wᵀ · dY`, then
+//! `dcol` is scattered back onto the input (col2im). The GEMMs split their work over rayon's
+//! threads; patch building and col2im are parallel over rows and samples. 1×1 stride-1 kernels
+//! skip `col` entirely: each input sample already is its patch matrix.
 
 use super::gemm::{matmul, MatRef};
 use super::{add_assign, threads, window_output_size, Float};
@@ -105,72 +107,12 @@ impl Conv2dGeometry {
         // o·s + k ≥ p  ⇔  o ≥ ceil((p − k) / s)
         let lo = if k >= p { 0 } else { (p - k).div_ceil(s) };
         // o·s + k − p ≤ n − 1  ⇔  o ≤ (n − 1 + p − k) / s
-        let hi = if n + p > k { ((n - 1 + p - k) / s + 1).min(out_n) } else { 0 };
+        let hi = if n + p > k {
+            ((n - 1 + p - k) / s + 1).min(out_n)
+        } else {
+            0
+        };
         (lo.min(hi), hi)
-    }
-
-    /// Fills `col` (`[C·Kh·Kw, Ho·Wo]`) with the patches of one input sample.
-    fn im2col<E: Float>(&self, x: &[E], col: &mut [E]) {
-        let (oh, ow, s, p) = (self.out_h, self.out_w, self.stride, self.padding);
-        let mut rows = col.chunks_exact_mut(oh * ow);
-        for c in 0..self.in_channels {
-            let plane = &x[c * self.in_h * self.in_w..(c + 1) * self.in_h * self.in_w];
-            for ki in 0..self.kernel_h {
-                let (y_lo, y_hi) = self.valid_range(ki, self.in_h, oh);
-                for kj in 0..self.kernel_w {
-                    let row = rows.next().expect("col sized by patch_len");
-                    let (x_lo, x_hi) = self.valid_range(kj, self.in_w, ow);
-                    for oy in 0..oh {
-                        let dst = &mut row[oy * ow..(oy + 1) * ow];
-                        if oy < y_lo || oy >= y_hi {
-                            dst.fill(E::zero());
-                            continue;
-                        }
-                        let iy = oy * s + ki - p;
-                        let src = &plane[iy * self.in_w..(iy + 1) * self.in_w];
-                        dst[..x_lo].fill(E::zero());
-                        dst[x_hi..].fill(E::zero());
-                        if s == 1 {
-                            let ix0 = x_lo + kj - p;
-                            dst[x_lo..x_hi].copy_from_slice(&src[ix0..ix0 + (x_hi - x_lo)]);
-                        } else {
-                            for (ox, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
-                                *d = src[(ox + x_lo) * s + kj - p];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Adds the patch gradients `col` back onto the gradient of one input sample (col2im).
-    fn col2im_add<E: Float>(&self, col: &[E], dx: &mut [E]) {
-        let (oh, ow, s, p) = (self.out_h, self.out_w, self.stride, self.padding);
-        let mut rows = col.chunks_exact(oh * ow);
-        for c in 0..self.in_channels {
-            let plane = &mut dx[c * self.in_h * self.in_w..(c + 1) * self.in_h * self.in_w];
-            for ki in 0..self.kernel_h {
-                let (y_lo, y_hi) = self.valid_range(ki, self.in_h, oh);
-                for kj in 0..self.kernel_w {
-                    let row = rows.next().expect("col sized by patch_len");
-                    let (x_lo, x_hi) = self.valid_range(kj, self.in_w, ow);
-                    for oy in y_lo..y_hi {
-                        let iy = oy * s + ki - p;
-                        let dst = &mut plane[iy * self.in_w..(iy + 1) * self.in_w];
-                        let src = &row[oy * ow + x_lo..oy * ow + x_hi];
-                        if s == 1 {
-                            let ix0 = x_lo + kj - p;
-                            add_assign(&mut dst[ix0..ix0 + src.len()], src);
-                        } else {
-                            for (ox, g) in src.iter().enumerate() {
-                                dst[(ox + x_lo) * s + kj - p] += *g;
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// Threads each per-sample GEMM may use: all of them when the batch cannot keep them busy.
@@ -182,95 +124,175 @@ impl Conv2dGeometry {
         }
     }
 
+    /// Decodes patch-matrix row `r` into (channel, kernel row, kernel column).
+    fn patch_row(&self, r: usize) -> (usize, usize, usize) {
+        let per_channel = self.kernel_h * self.kernel_w;
+        (r / per_channel, (r % per_channel) / self.kernel_w, r % self.kernel_w)
+    }
+
+    /// Fills `row` (`Ho·Wo` values) with input channel `c` of one sample, shifted by kernel
+    /// offset (`ki`, `kj`): one row of the patch matrix.
+    fn fill_patch_row<E: Float>(&self, plane: &[E], (ki, kj): (usize, usize), row: &mut [E]) {
+        let (oh, ow, s, p) = (self.out_h, self.out_w, self.stride, self.padding);
+        let (y_lo, y_hi) = self.valid_range(ki, self.in_h, oh);
+        let (x_lo, x_hi) = self.valid_range(kj, self.in_w, ow);
+        for oy in 0..oh {
+            let dst = &mut row[oy * ow..(oy + 1) * ow];
+            if oy < y_lo || oy >= y_hi {
+                dst.fill(E::zero());
+                continue;
+            }
+            let iy = oy * s + ki - p;
+            let src = &plane[iy * self.in_w..(iy + 1) * self.in_w];
+            dst[..x_lo].fill(E::zero());
+            dst[x_hi..].fill(E::zero());
+            if s == 1 {
+                let ix0 = x_lo + kj - p;
+                dst[x_lo..x_hi].copy_from_slice(&src[ix0..ix0 + (x_hi - x_lo)]);
+            } else {
+                for (ox, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
+                    *d = src[(ox + x_lo) * s + kj - p];
+                }
+            }
+        }
+    }
+
+    /// The patch matrix of the whole batch, `[C·Kh·Kw, B·Ho·Wo]`: sample `b` occupies columns
+    /// `b·Ho·Wo ..`. One GEMM over all samples keeps the GEMM's shapes large even where a
+    /// layer's output is only 14×14.
+    fn im2col_batch<E: Float>(&self, x: &[E]) -> Vec<E> {
+        let n = self.out_pixels();
+        let plane_len = self.in_h * self.in_w;
+        let mut col = vec![E::zero(); self.patch_len() * self.batch * n];
+        col.par_chunks_mut(self.batch * n).enumerate().for_each(|(r, row)| {
+            let (c, ki, kj) = self.patch_row(r);
+            for (b, dst) in row.chunks_exact_mut(n).enumerate() {
+                let plane = &x[(b * self.in_channels + c) * plane_len..][..plane_len];
+                self.fill_patch_row(plane, (ki, kj), dst);
+            }
+        });
+        col
+    }
+
+    /// Adds the patch gradients of sample `b` (columns `b·Ho·Wo ..` of `dcol`,
+    /// `[C·Kh·Kw, B·Ho·Wo]`) onto that sample's input gradient (col2im).
+    fn col2im_add<E: Float>(&self, dcol: &[E], b: usize, dx: &mut [E]) {
+        let (oh, ow, s, p) = (self.out_h, self.out_w, self.stride, self.padding);
+        let n = self.out_pixels();
+        let plane_len = self.in_h * self.in_w;
+        for r in 0..self.patch_len() {
+            let (c, ki, kj) = self.patch_row(r);
+            let row = &dcol[(r * self.batch + b) * n..][..n];
+            let plane = &mut dx[c * plane_len..(c + 1) * plane_len];
+            let (y_lo, y_hi) = self.valid_range(ki, self.in_h, oh);
+            let (x_lo, x_hi) = self.valid_range(kj, self.in_w, ow);
+            for oy in y_lo..y_hi {
+                let iy = oy * s + ki - p;
+                let dst = &mut plane[iy * self.in_w..(iy + 1) * self.in_w];
+                let src = &row[oy * ow + x_lo..oy * ow + x_hi];
+                if s == 1 {
+                    let ix0 = x_lo + kj - p;
+                    add_assign(&mut dst[ix0..ix0 + src.len()], src);
+                } else {
+                    for (ox, g) in src.iter().enumerate() {
+                        dst[(ox + x_lo) * s + kj - p] += *g;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `[B, O, N]` → `[O, B·N]`, the layout the batched GEMMs produce and consume.
+    fn batch_major_to_channel_major<E: Float>(&self, y: &[E]) -> Vec<E> {
+        let n = self.out_pixels();
+        let mut t = vec![E::zero(); y.len()];
+        t.par_chunks_mut(self.batch * n).enumerate().for_each(|(o, row)| {
+            for (b, dst) in row.chunks_exact_mut(n).enumerate() {
+                dst.copy_from_slice(&y[(b * self.out_channels + o) * n..][..n]);
+            }
+        });
+        t
+    }
+
     /// Forward pass: returns `[B, O, Ho, Wo]`.
     pub fn forward<E: Float>(&self, x: &[E], weight: &[E], bias: Option<&[E]>) -> Vec<E> {
         assert_eq!(x.len(), self.batch * self.in_sample_len(), "input length");
         assert_eq!(weight.len(), self.out_channels * self.patch_len(), "weight length");
-        let (k, n) = (self.patch_len(), self.out_pixels());
-        let w = MatRef::new(weight, self.out_channels, k);
-        let gemm_threads = self.gemm_threads();
+        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
+        let w = MatRef::new(weight, o, k);
         let mut out = vec![E::zero(); self.batch * self.out_sample_len()];
-        let col_len = if self.is_pointwise() { 0 } else { k * n };
-        out.par_chunks_mut(self.out_sample_len().max(1))
-            .zip(x.par_chunks(self.in_sample_len().max(1)))
-            .for_each_init(
-                || vec![E::zero(); col_len],
-                |col, (y, xb)| {
-                    let patches = if self.is_pointwise() {
-                        xb
-                    } else {
-                        self.im2col(xb, col);
-                        col.as_slice()
-                    };
-                    matmul(y, w, MatRef::new(patches, k, n), false, gemm_threads);
-                    if let Some(bias) = bias {
-                        for (plane, b) in y.chunks_exact_mut(n).zip(bias) {
-                            plane.iter_mut().for_each(|v| *v += *b);
-                        }
-                    }
-                },
-            );
+        if self.is_pointwise() {
+            // The input sample already is the patch matrix: no copy at all.
+            let gemm_threads = self.gemm_threads();
+            out.par_chunks_mut(self.out_sample_len().max(1))
+                .zip(x.par_chunks(self.in_sample_len().max(1)))
+                .for_each(|(y, xb)| matmul(y, w, MatRef::new(xb, k, n), false, gemm_threads));
+        } else {
+            let col = self.im2col_batch(x);
+            let mut y_t = vec![E::zero(); o * self.batch * n];
+            matmul(&mut y_t, w, MatRef::new(&col, k, self.batch * n), false, threads());
+            drop(col);
+            out.par_chunks_mut(self.out_sample_len().max(1)).enumerate().for_each(|(b, yb)| {
+                for (oc, dst) in yb.chunks_exact_mut(n).enumerate() {
+                    dst.copy_from_slice(&y_t[(oc * self.batch + b) * n..][..n]);
+                }
+            });
+        }
+        if let Some(bias) = bias {
+            out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, plane)| {
+                let b = bias[i % o];
+                plane.iter_mut().for_each(|v| *v += b);
+            });
+        }
         out
     }
 
     /// Gradient with respect to the input, `[B, C, H, W]`.
     pub fn backward_input<E: Float>(&self, weight: &[E], dy: &[E]) -> Vec<E> {
+        if self.is_pointwise() {
+            return self.pointwise_backward_input(weight, dy);
+        }
+        self.backward_input_t(weight, &self.batch_major_to_channel_major(dy))
+    }
+
+    fn pointwise_backward_input<E: Float>(&self, weight: &[E], dy: &[E]) -> Vec<E> {
         let (k, n) = (self.patch_len(), self.out_pixels());
         let wt = MatRef::new(weight, self.out_channels, k).t();
         let gemm_threads = self.gemm_threads();
         let mut dx = vec![E::zero(); self.batch * self.in_sample_len()];
-        let col_len = if self.is_pointwise() { 0 } else { k * n };
         dx.par_chunks_mut(self.in_sample_len().max(1))
             .zip(dy.par_chunks(self.out_sample_len().max(1)))
-            .for_each_init(
-                || vec![E::zero(); col_len],
-                |dcol, (dxb, dyb)| {
-                    let dyb = MatRef::new(dyb, self.out_channels, n);
-                    if self.is_pointwise() {
-                        matmul(dxb, wt, dyb, false, gemm_threads);
-                    } else {
-                        matmul(dcol, wt, dyb, false, gemm_threads);
-                        self.col2im_add(dcol, dxb);
-                    }
-                },
-            );
+            .for_each(|(dxb, dyb)| matmul(dxb, wt, MatRef::new(dyb, self.out_channels, n), false, gemm_threads));
+        dx
+    }
+
+    /// Input gradient from the channel-major output gradient `dy_t` (`[O, B·N]`).
+    fn backward_input_t<E: Float>(&self, weight: &[E], dy_t: &[E]) -> Vec<E> {
+        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
+        let wt = MatRef::new(weight, o, k).t();
+        let mut dcol = vec![E::zero(); k * self.batch * n];
+        matmul(&mut dcol, wt, MatRef::new(dy_t, o, self.batch * n), false, threads());
+        let mut dx = vec![E::zero(); self.batch * self.in_sample_len()];
+        dx.par_chunks_mut(self.in_sample_len().max(1))
+            .enumerate()
+            .for_each(|(b, dxb)| self.col2im_add(&dcol, b, dxb));
         dx
     }
 
     /// Gradients with respect to the weight `[O, C, Kh, Kw]` and the bias `[O]`.
     pub fn backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
+        if self.is_pointwise() {
+            return self.pointwise_backward_params(x, dy);
+        }
+        self.backward_params_t(x, &self.batch_major_to_channel_major(dy))
+    }
+
+    fn pointwise_backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
         let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
-        let gemm_threads = self.gemm_threads();
-        let chunk = self.batch.div_ceil(threads()).max(1);
-        let col_len = if self.is_pointwise() { 0 } else { k * n };
-        let dw = x
-            .par_chunks(chunk * self.in_sample_len().max(1))
-            .zip(dy.par_chunks(chunk * self.out_sample_len().max(1)))
-            .map(|(xs, dys)| {
-                let mut dw = vec![E::zero(); o * k];
-                let mut col = vec![E::zero(); col_len];
-                for (xb, dyb) in xs
-                    .chunks_exact(self.in_sample_len().max(1))
-                    .zip(dys.chunks_exact(self.out_sample_len().max(1)))
-                {
-                    let patches = if self.is_pointwise() {
-                        xb
-                    } else {
-                        self.im2col(xb, &mut col);
-                        col.as_slice()
-                    };
-                    let dyb = MatRef::new(dyb, o, n);
-                    matmul(&mut dw, dyb, MatRef::new(patches, k, n).t(), true, gemm_threads);
-                }
-                dw
-            })
-            .reduce(
-                || vec![E::zero(); o * k],
-                |mut a, b| {
-                    add_assign(&mut a, &b);
-                    a
-                },
-            );
+        let mut dw = vec![E::zero(); o * k];
+        for (xb, dyb) in x.chunks_exact(self.in_sample_len().max(1)).zip(dy.chunks_exact(self.out_sample_len().max(1))) {
+            matmul(&mut dw, MatRef::new(dyb, o, n), MatRef::new(xb, k, n).t(), true, threads());
+        }
         let mut db = vec![E::zero(); o];
         for dyb in dy.chunks_exact(self.out_sample_len().max(1)) {
             for (g, plane) in db.iter_mut().zip(dyb.chunks_exact(n.max(1))) {
@@ -278,6 +300,29 @@ impl Conv2dGeometry {
             }
         }
         (dw, db)
+    }
+
+    /// Parameter gradients from the channel-major output gradient `dy_t` (`[O, B·N]`).
+    fn backward_params_t<E: Float>(&self, x: &[E], dy_t: &[E]) -> (Vec<E>, Vec<E>) {
+        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
+        let col = self.im2col_batch(x);
+        let mut dw = vec![E::zero(); o * k];
+        matmul(&mut dw, MatRef::new(dy_t, o, self.batch * n), MatRef::new(&col, k, self.batch * n).t(), false, threads());
+        let db = dy_t.par_chunks(self.batch * n).map(|row| row.iter().fold(E::zero(), |acc, v| acc + *v)).collect();
+        (dw, db)
+    }
+
+    /// All three gradients: input `[B, C, H, W]`, weight `[O, C, Kh, Kw]`, bias `[O]`.
+    pub fn backward<E: Float>(&self, x: &[E], weight: &[E], dy: &[E]) -> (Vec<E>, Vec<E>, Vec<E>) {
+        if self.is_pointwise() {
+            let dx = self.pointwise_backward_input(weight, dy);
+            let (dw, db) = self.pointwise_backward_params(x, dy);
+            return (dx, dw, db);
+        }
+        let dy_t = self.batch_major_to_channel_major(dy);
+        let dx = self.backward_input_t(weight, &dy_t);
+        let (dw, db) = self.backward_params_t(x, &dy_t);
+        (dx, dw, db)
     }
 }
 
@@ -316,9 +361,31 @@ where
 {
     let (b, c, h, w) = *x.shape();
     let (o, wc, kh, kw) = *weight.shape();
-    assert_eq!(c.size(), wc.size(), "conv2d: input has {} channels, weight expects {}", c.size(), wc.size());
-    let g = Conv2dGeometry::new(b.size(), c.size(), (h.size(), w.size()), o.size(), (kh.size(), kw.size()), stride, padding)
-        .unwrap_or_else(|| panic!("conv2d: kernel {}x{} (stride {stride}, padding {padding}) does not fit a {}x{} input", kh.size(), kw.size(), h.size(), w.size()));
+    assert_eq!(
+        c.size(),
+        wc.size(),
+        "conv2d: input has {} channels, weight expects {}",
+        c.size(),
+        wc.size()
+    );
+    let g = Conv2dGeometry::new(
+        b.size(),
+        c.size(),
+        (h.size(), w.size()),
+        o.size(),
+        (kh.size(), kw.size()),
+        stride,
+        padding,
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "conv2d: kernel {}x{} (stride {stride}, padding {padding}) does not fit a {}x{} input",
+            kh.size(),
+            kw.size(),
+            h.size(),
+            w.size()
+        )
+    });
     assert_eq!(
         (g.out_h, g.out_w),
         (out_hw.0.size(), out_hw.1.size()),
@@ -329,7 +396,10 @@ where
     let x_data = x.as_vec();
     let w_data = weight.as_vec();
     let b_data = bias.map(|b| b.as_vec());
-    let out = dev.try_tensor_from_vec(g.forward(&x_data, &w_data, b_data.as_deref()), (b, o, out_hw.0, out_hw.1))?;
+    let out = dev.try_tensor_from_vec(
+        g.forward(&x_data, &w_data, b_data.as_deref()),
+        (b, o, out_hw.0, out_hw.1),
+    )?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
         let w_ghost = weight.ghost();
@@ -338,10 +408,8 @@ where
         drop(x);
         tape.add_backward_op(move |grads| {
             let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            let dx = g.backward_input(&w_data, &dy);
+            let (dx, dw, db) = g.backward(&x_data, &w_data, &dy);
             add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
-            drop(dx);
-            let (dw, db) = g.backward_params(&x_data, &dy);
             add_assign(grads.get_or_alloc_mut(&w_ghost)?, &dw);
             if let Some(b_ghost) = b_ghost {
                 add_assign(grads.get_or_alloc_mut(&b_ghost)?, &db);

@@ -17,12 +17,24 @@ impl<'a, E> MatRef<'a, E> {
     /// A contiguous row-major matrix.
     pub fn new(data: &'a [E], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "matrix buffer too small");
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The transpose, as a view of the same buffer.
     pub fn t(self) -> Self {
-        Self { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     fn fits(&self) -> bool {
@@ -48,7 +60,11 @@ pub(crate) fn matmul<E: Float>(dst: &mut [E], lhs: MatRef<E>, rhs: MatRef<E>, ac
         }
         return;
     }
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: every view was bounds-checked above (`fits`), `dst` holds m*n elements, and the
     // slices cannot alias because `dst` is borrowed mutably.
     unsafe {

@@ -32,7 +32,13 @@ pub struct Pool2dGeometry {
 impl Pool2dGeometry {
     /// `None` when the window does not fit, the stride is zero, or the padding exceeds half the
     /// window (PyTorch's rule: otherwise a window could lie entirely in the padding).
-    pub fn new(planes: usize, (in_h, in_w): (usize, usize), kernel: usize, stride: usize, padding: usize) -> Option<Self> {
+    pub fn new(
+        planes: usize,
+        (in_h, in_w): (usize, usize),
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Option<Self> {
         if 2 * padding > kernel {
             return None;
         }
@@ -108,7 +114,10 @@ impl Pool2dGeometry {
     pub fn max_backward<E: Float>(&self, arg: &[u32], dy: &[E]) -> Vec<E> {
         let mut dx = vec![E::zero(); self.planes * self.in_len()];
         dx.par_chunks_mut(self.in_len().max(1))
-            .zip(arg.par_chunks(self.out_len().max(1)).zip(dy.par_chunks(self.out_len().max(1))))
+            .zip(
+                arg.par_chunks(self.out_len().max(1))
+                    .zip(dy.par_chunks(self.out_len().max(1))),
+            )
             .for_each(|(dx, (arg, dy))| {
                 for (&i, &g) in arg.iter().zip(dy) {
                     dx[i as usize] += g;
@@ -123,21 +132,23 @@ impl Pool2dGeometry {
         assert_eq!(x.len(), self.planes * self.in_len(), "input length");
         let scale = E::one() / E::from(self.kernel * self.kernel).expect("small integer");
         let mut out = vec![E::zero(); self.planes * self.out_len()];
-        out.par_chunks_mut(self.out_len().max(1)).zip(x.par_chunks(self.in_len().max(1))).for_each(|(out, x)| {
-            for oy in 0..self.out_h {
-                let (y0, y1) = self.window(oy, self.in_h);
-                for ox in 0..self.out_w {
-                    let (x0, x1) = self.window(ox, self.in_w);
-                    let mut sum = E::zero();
-                    for iy in y0..y1 {
-                        for v in &x[iy * self.in_w + x0..iy * self.in_w + x1] {
-                            sum += *v;
+        out.par_chunks_mut(self.out_len().max(1))
+            .zip(x.par_chunks(self.in_len().max(1)))
+            .for_each(|(out, x)| {
+                for oy in 0..self.out_h {
+                    let (y0, y1) = self.window(oy, self.in_h);
+                    for ox in 0..self.out_w {
+                        let (x0, x1) = self.window(ox, self.in_w);
+                        let mut sum = E::zero();
+                        for iy in y0..y1 {
+                            for v in &x[iy * self.in_w + x0..iy * self.in_w + x1] {
+                                sum += *v;
+                            }
                         }
+                        out[oy * self.out_w + ox] = sum * scale;
                     }
-                    out[oy * self.out_w + ox] = sum * scale;
                 }
-            }
-        });
+            });
         out
     }
 
@@ -145,20 +156,22 @@ impl Pool2dGeometry {
     pub fn avg_backward<E: Float>(&self, dy: &[E]) -> Vec<E> {
         let scale = E::one() / E::from(self.kernel * self.kernel).expect("small integer");
         let mut dx = vec![E::zero(); self.planes * self.in_len()];
-        dx.par_chunks_mut(self.in_len().max(1)).zip(dy.par_chunks(self.out_len().max(1))).for_each(|(dx, dy)| {
-            for oy in 0..self.out_h {
-                let (y0, y1) = self.window(oy, self.in_h);
-                for ox in 0..self.out_w {
-                    let (x0, x1) = self.window(ox, self.in_w);
-                    let g = dy[oy * self.out_w + ox] * scale;
-                    for iy in y0..y1 {
-                        for v in &mut dx[iy * self.in_w + x0..iy * self.in_w + x1] {
-                            *v += g;
+        dx.par_chunks_mut(self.in_len().max(1))
+            .zip(dy.par_chunks(self.out_len().max(1)))
+            .for_each(|(dx, dy)| {
+                for oy in 0..self.out_h {
+                    let (y0, y1) = self.window(oy, self.in_h);
+                    for ox in 0..self.out_w {
+                        let (x0, x1) = self.window(ox, self.in_w);
+                        let g = dy[oy * self.out_w + ox] * scale;
+                        for iy in y0..y1 {
+                            for v in &mut dx[iy * self.in_w + x0..iy * self.in_w + x1] {
+                                *v += g;
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         dx
     }
 }
@@ -171,10 +184,19 @@ fn pool_geometry<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim>(
     padding: usize,
     out_hw: (Ho, Wo),
 ) -> Pool2dGeometry {
-    let g = Pool2dGeometry::new(b.size() * c.size(), (h.size(), w.size()), kernel, stride, padding).unwrap_or_else(|| {
-        panic!("{op}: window {kernel} (stride {stride}, padding {padding}) does not fit a {}x{} input", h.size(), w.size())
-    });
-    assert_eq!((g.out_h, g.out_w), (out_hw.0.size(), out_hw.1.size()), "{op}: declared output size differs from the computed one");
+    let g =
+        Pool2dGeometry::new(b.size() * c.size(), (h.size(), w.size()), kernel, stride, padding).unwrap_or_else(|| {
+            panic!(
+                "{op}: window {kernel} (stride {stride}, padding {padding}) does not fit a {}x{} input",
+                h.size(),
+                w.size()
+            )
+        });
+    assert_eq!(
+        (g.out_h, g.out_w),
+        (out_hw.0.size(), out_hw.1.size()),
+        "{op}: declared output size differs from the computed one"
+    );
     g
 }
 
@@ -250,7 +272,11 @@ pub fn global_avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cp
     let scale = E::one() / E::from(plane).expect("plane size fits the float type");
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let means: Vec<E> = x.as_vec().chunks_exact(plane).map(|p| p.iter().fold(E::zero(), |a, v| a + *v) * scale).collect();
+    let means: Vec<E> = x
+        .as_vec()
+        .chunks_exact(plane)
+        .map(|p| p.iter().fold(E::zero(), |a, v| a + *v) * scale)
+        .collect();
     let out = dev.try_tensor_from_vec(means, (b, c))?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
