@@ -11,7 +11,9 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     ticks / 100.0
 }
 
@@ -23,7 +25,10 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..reps {
         f();
     }
-    (t.elapsed().as_secs_f64() * 1e3 / reps as f64, (cpu_seconds() - c) * 1e3 / reps as f64)
+    (
+        t.elapsed().as_secs_f64() * 1e3 / reps as f64,
+        (cpu_seconds() - c) * 1e3 / reps as f64,
+    )
 }
 
 fn main() {
@@ -47,7 +52,11 @@ fn main() {
         std::hint::black_box(reference.forward(&x, &w, None));
     });
     let gflop = 2.0 * reference.forward_macs() as f64 / 1e9;
-    println!("reference GEMM 512x512x1024: {:.1} GFLOP/s [{:.1} per CPU second]", gflop / wall * 1e3, gflop / cpu.max(1e-9) * 1e3);
+    println!(
+        "reference GEMM 512x512x1024: {:.1} GFLOP/s [{:.1} per CPU second]",
+        gflop / wall * 1e3,
+        gflop / cpu.max(1e-9) * 1e3
+    );
     println!("wall ms and GFLOP/s per wall second; in brackets GFLOP per CPU second (all threads)");
     println!(
         "{:<14} {:>9} {:>16} {:>9} {:>16} {:>9} {:>16}",
@@ -55,10 +64,14 @@ fn main() {
     );
     for (name, c, hw, o, k, s, p) in layers {
         let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
-        let x: Vec<f32> = (0..batch * c * hw * hw).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
+        let x: Vec<f32> = (0..batch * c * hw * hw)
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
+            .collect();
         let w: Vec<f32> = (0..o * c * k * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
         let b = vec![0.1f32; o];
-        let dy: Vec<f32> = (0..batch * o * g.out_pixels()).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+        let dy: Vec<f32> = (0..batch * o * g.out_pixels())
+            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+            .collect();
         let gflop = 2.0 * g.forward_macs() as f64 / 1e9;
         let reps = 4;
         let rate = |(wall, cpu): (f64, f64)| format!("{:.1} [{:.1}]", gflop / wall * 1e3, gflop / cpu.max(1e-9) * 1e3);

@@ -126,6 +126,22 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 2,
     },
+    // Stride 1 with more than 16 filters: the GEMM path (16 or fewer take the direct path).
+    ConvCase {
+        shape: (2, 3, 8, 9),
+        out_channels: 20,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+    // LeNet-like direct path with a 4×4 kernel and an even input.
+    ConvCase {
+        shape: (2, 16, 10, 10),
+        out_channels: 6,
+        kernel: (4, 4),
+        stride: 1,
+        padding: 0,
+    },
     // The 1×1 direct path.
     ConvCase {
         shape: (2, 5, 4, 3),

@@ -81,7 +81,7 @@ impl Conv2dGeometry {
         self.out_h * self.out_w
     }
 
-    fn in_sample_len(&self) -> usize {
+    pub(crate) fn in_sample_len(&self) -> usize {
         self.in_channels * self.in_h * self.in_w
     }
 
@@ -220,8 +220,14 @@ impl Conv2dGeometry {
         assert_eq!(weight.len(), self.out_channels * self.patch_len(), "weight length");
         let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
         let w = MatRef::new(weight, o, k);
-        let mut out = vec![E::zero(); self.batch * self.out_sample_len()];
-        if self.is_pointwise() {
+        let mut out = if self.prefers_direct() {
+            self.direct_forward(x, weight)
+        } else {
+            vec![E::zero(); self.batch * self.out_sample_len()]
+        };
+        if self.prefers_direct() {
+            // Done above; only the bias is left.
+        } else if self.is_pointwise() {
             // The input sample already is the patch matrix: no copy at all.
             let gemm_threads = self.gemm_threads();
             out.par_chunks_mut(self.out_sample_len().max(1))
@@ -232,11 +238,13 @@ impl Conv2dGeometry {
             let mut y_t = vec![E::zero(); o * self.batch * n];
             matmul(&mut y_t, w, MatRef::new(&col, k, self.batch * n), false, threads());
             drop(col);
-            out.par_chunks_mut(self.out_sample_len().max(1)).enumerate().for_each(|(b, yb)| {
-                for (oc, dst) in yb.chunks_exact_mut(n).enumerate() {
-                    dst.copy_from_slice(&y_t[(oc * self.batch + b) * n..][..n]);
-                }
-            });
+            out.par_chunks_mut(self.out_sample_len().max(1))
+                .enumerate()
+                .for_each(|(b, yb)| {
+                    for (oc, dst) in yb.chunks_exact_mut(n).enumerate() {
+                        dst.copy_from_slice(&y_t[(oc * self.batch + b) * n..][..n]);
+                    }
+                });
         }
         if let Some(bias) = bias {
             out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, plane)| {
@@ -249,6 +257,9 @@ impl Conv2dGeometry {
 
     /// Gradient with respect to the input, `[B, C, H, W]`.
     pub fn backward_input<E: Float>(&self, weight: &[E], dy: &[E]) -> Vec<E> {
+        if self.prefers_direct() {
+            return self.direct_input_grad(weight, dy);
+        }
         if self.is_pointwise() {
             return self.pointwise_backward_input(weight, dy);
         }
@@ -281,6 +292,9 @@ impl Conv2dGeometry {
 
     /// Gradients with respect to the weight `[O, C, Kh, Kw]` and the bias `[O]`.
     pub fn backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
+        if self.prefers_direct() {
+            return (self.direct_weight_grad(x, dy), self.bias_grad(dy));
+        }
         if self.is_pointwise() {
             return self.pointwise_backward_params(x, dy);
         }
@@ -290,16 +304,31 @@ impl Conv2dGeometry {
     fn pointwise_backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
         let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
         let mut dw = vec![E::zero(); o * k];
-        for (xb, dyb) in x.chunks_exact(self.in_sample_len().max(1)).zip(dy.chunks_exact(self.out_sample_len().max(1))) {
-            matmul(&mut dw, MatRef::new(dyb, o, n), MatRef::new(xb, k, n).t(), true, threads());
+        for (xb, dyb) in x
+            .chunks_exact(self.in_sample_len().max(1))
+            .zip(dy.chunks_exact(self.out_sample_len().max(1)))
+        {
+            matmul(
+                &mut dw,
+                MatRef::new(dyb, o, n),
+                MatRef::new(xb, k, n).t(),
+                true,
+                threads(),
+            );
         }
-        let mut db = vec![E::zero(); o];
+        (dw, self.bias_grad(dy))
+    }
+
+    /// Bias gradient from the batch-major output gradient `[B, O, N]`.
+    fn bias_grad<E: Float>(&self, dy: &[E]) -> Vec<E> {
+        let n = self.out_pixels();
+        let mut db = vec![E::zero(); self.out_channels];
         for dyb in dy.chunks_exact(self.out_sample_len().max(1)) {
             for (g, plane) in db.iter_mut().zip(dyb.chunks_exact(n.max(1))) {
                 *g += plane.iter().fold(E::zero(), |acc, v| acc + *v);
             }
         }
-        (dw, db)
+        db
     }
 
     /// Parameter gradients from the channel-major output gradient `dy_t` (`[O, B·N]`).
@@ -307,13 +336,29 @@ impl Conv2dGeometry {
         let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
         let col = self.im2col_batch(x);
         let mut dw = vec![E::zero(); o * k];
-        matmul(&mut dw, MatRef::new(dy_t, o, self.batch * n), MatRef::new(&col, k, self.batch * n).t(), false, threads());
-        let db = dy_t.par_chunks(self.batch * n).map(|row| row.iter().fold(E::zero(), |acc, v| acc + *v)).collect();
+        matmul(
+            &mut dw,
+            MatRef::new(dy_t, o, self.batch * n),
+            MatRef::new(&col, k, self.batch * n).t(),
+            false,
+            threads(),
+        );
+        let db = dy_t
+            .par_chunks(self.batch * n)
+            .map(|row| row.iter().fold(E::zero(), |acc, v| acc + *v))
+            .collect();
         (dw, db)
     }
 
     /// All three gradients: input `[B, C, H, W]`, weight `[O, C, Kh, Kw]`, bias `[O]`.
     pub fn backward<E: Float>(&self, x: &[E], weight: &[E], dy: &[E]) -> (Vec<E>, Vec<E>, Vec<E>) {
+        if self.prefers_direct() {
+            return (
+                self.direct_input_grad(weight, dy),
+                self.direct_weight_grad(x, dy),
+                self.bias_grad(dy),
+            );
+        }
         if self.is_pointwise() {
             let dx = self.pointwise_backward_input(weight, dy);
             let (dw, db) = self.pointwise_backward_params(x, dy);

@@ -16,6 +16,7 @@
 //! [`Dim`]: dfdx::shapes::Dim
 
 mod conv2d;
+mod conv_direct;
 mod gemm;
 mod pool2d;
 
