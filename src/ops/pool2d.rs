@@ -94,8 +94,8 @@ impl Pool2dGeometry {
                             for iy in y0..y1 {
                                 for ix in x0..x1 {
                                     let v = x[iy * self.in_w + ix];
-                                    // `!(v <= best)` also picks up NaN, so NaN propagates like PyTorch.
-                                    if !(v <= best) {
+                                    // NaN wins, so it propagates like PyTorch's max pooling.
+                                    if v > best || v.is_nan() {
                                         best = v;
                                         best_at = iy * self.in_w + ix;
                                     }
@@ -200,6 +200,9 @@ fn pool_geometry<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim>(
     g
 }
 
+/// A pooled batch: same batch and channels, new height and width.
+type Pooled<B, C, Ho, Wo, E, T> = Result<Tensor<(B, C, Ho, Wo), E, Cpu, T>, CpuError>;
+
 /// Max pooling with a `kernel × kernel` window over `[B, C, H, W]`, recorded on the tape.
 ///
 /// `out_hw` must equal `(n + 2·padding − kernel) / stride + 1` along each axis.
@@ -212,7 +215,7 @@ pub fn max_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T:
     stride: usize,
     padding: usize,
     out_hw: (Ho, Wo),
-) -> Result<Tensor<(B, C, Ho, Wo), E, Cpu, T>, CpuError> {
+) -> Pooled<B, C, Ho, Wo, E, T> {
     let shape = *x.shape();
     let g = pool_geometry("max_pool2d", shape, kernel, stride, padding, out_hw);
     let dev = x.device().clone();
@@ -243,7 +246,7 @@ pub fn avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T:
     stride: usize,
     padding: usize,
     out_hw: (Ho, Wo),
-) -> Result<Tensor<(B, C, Ho, Wo), E, Cpu, T>, CpuError> {
+) -> Pooled<B, C, Ho, Wo, E, T> {
     let shape = *x.shape();
     let g = pool_geometry("avg_pool2d", shape, kernel, stride, padding, out_hw);
     let dev = x.device().clone();
