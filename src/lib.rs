@@ -12,8 +12,11 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod summary;
+pub mod train;
