@@ -11,7 +11,9 @@
 //! (in the model's order) that does not fit — never a panic.
 
 use crate::models::ModelKind;
-use dfdx::nn::tensor_collection::{ScalarOptions, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName, ViewTensorRef};
+use dfdx::nn::tensor_collection::{
+    ScalarOptions, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName, ViewTensorRef,
+};
 use dfdx::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,22 +91,47 @@ impl TensorVisitor<f32, Cpu> for Collect {
     type E2 = f32;
     type D2 = Cpu;
 
-    fn visit<S: Shape>(&mut self, _: TensorOptions<S, f32, Cpu>, (t, name): (&Tensor<S, f32, Cpu>, String)) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, Cpu>,
+        (t, name): (&Tensor<S, f32, Cpu>, String),
+    ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
         let bytes = t.as_vec().iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.0.push((TensorSpec { name, dtype: "F32".into(), shape: t.shape().concrete().into_iter().collect() }, bytes));
+        self.0.push((
+            TensorSpec {
+                name,
+                dtype: "F32".into(),
+                shape: t.shape().concrete().into_iter().collect(),
+            },
+            bytes,
+        ));
         Ok(None)
     }
 
-    fn visit_scalar<N: num_traits::NumCast>(&mut self, _: ScalarOptions<N>, (n, name): (&N, String)) -> Result<Option<N>, Self::Err> {
+    fn visit_scalar<N: num_traits::NumCast>(
+        &mut self,
+        _: ScalarOptions<N>,
+        (n, name): (&N, String),
+    ) -> Result<Option<N>, Self::Err> {
         let v = n.to_f64().unwrap_or(f64::NAN);
-        self.0.push((TensorSpec { name, dtype: "F64".into(), shape: vec![] }, v.to_le_bytes().to_vec()));
+        self.0.push((
+            TensorSpec {
+                name,
+                dtype: "F64".into(),
+                shape: vec![],
+            },
+            v.to_le_bytes().to_vec(),
+        ));
         Ok(None)
     }
 }
 
 fn collect<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<(TensorSpec, Vec<u8>)> {
     let mut c = Collect(Vec::new());
-    let r = M::iter_tensors(&mut RecursiveWalker { m: (model, String::new()), f: &mut c });
+    let r = M::iter_tensors(&mut RecursiveWalker {
+        m: (model, String::new()),
+        f: &mut c,
+    });
     match r {
         Ok(_) => c.0,
         Err(e) => match e {},
@@ -118,22 +145,62 @@ pub fn expected<M: TensorCollection<f32, Cpu>>(model: &M) -> Vec<TensorSpec> {
 
 /// Serialises `model` as safetensors bytes with `metadata`.
 pub fn to_bytes<M: TensorCollection<f32, Cpu>>(model: &M, metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let tensors = collect(model);
+    encode(&collect(model), metadata)
+}
+
+/// Writes plain `f32` tensors `(name, shape, values)` as a safetensors file (e.g. an input
+/// batch and its logits for `tools/torch_roundtrip.py`).
+///
+/// # Panics
+/// When a tensor's values do not fill its shape.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(&str, Vec<usize>, Vec<f32>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let t: Vec<(TensorSpec, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, v)| {
+            assert_eq!(
+                shape.iter().product::<usize>(),
+                v.len(),
+                "{name}: values do not fill the shape"
+            );
+            (
+                TensorSpec {
+                    name: name.to_string(),
+                    dtype: "F32".into(),
+                    shape: shape.clone(),
+                },
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    std::fs::write(path, encode(&t, metadata)).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn encode(tensors: &[(TensorSpec, Vec<u8>)], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("string map"));
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(metadata).expect("string map"),
+    );
     let mut offset = 0usize;
-    for (spec, bytes) in &tensors {
+    for (spec, bytes) in tensors {
         header.insert(spec.name.clone(), serde_json::json!({"dtype": spec.dtype, "shape": spec.shape, "data_offsets": [offset, offset + bytes.len()]}));
         offset += bytes.len();
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for (_, bytes) in &tensors {
+    for (_, bytes) in tensors {
         out.extend_from_slice(bytes);
     }
     out
@@ -144,9 +211,15 @@ pub fn to_bytes<M: TensorCollection<f32, Cpu>>(model: &M, metadata: &BTreeMap<St
 pub fn save<M: TensorCollection<f32, Cpu>>(model: &M, kind: ModelKind, path: &Path) -> Result<(), CheckpointError> {
     let mut meta = BTreeMap::new();
     meta.insert(MODEL_KEY.to_string(), kind.name().to_string());
-    meta.insert("producer".to_string(), format!("palm-cnn {}", env!("CARGO_PKG_VERSION")));
+    meta.insert(
+        "producer".to_string(),
+        format!("palm-cnn {}", env!("CARGO_PKG_VERSION")),
+    );
     let bytes = to_bytes(model, &meta);
-    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -158,23 +231,36 @@ pub fn save<M: TensorCollection<f32, Cpu>>(model: &M, kind: ModelKind, path: &Pa
 impl Checkpoint {
     /// Reads and parses a checkpoint file (header and data).
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(path, bytes)
     }
 
     /// Parses safetensors bytes; `path` is used in messages. A truncated data section is not
     /// an error here (see [`Checkpoint::check`]), a truncated header is.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self, CheckpointError> {
-        let fmt = |reason: String| CheckpointError::Format { path: path.to_path_buf(), reason };
+        let fmt = |reason: String| CheckpointError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
         if bytes.len() < 8 {
-            return Err(fmt(format!("{} bytes, shorter than the 8-byte header length", bytes.len())));
+            return Err(fmt(format!(
+                "{} bytes, shorter than the 8-byte header length",
+                bytes.len()
+            )));
         }
         let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         if n > (bytes.len() - 8) as u64 {
-            return Err(fmt(format!("header of {n} bytes but the file has {} (truncated?)", bytes.len())));
+            return Err(fmt(format!(
+                "header of {n} bytes but the file has {} (truncated?)",
+                bytes.len()
+            )));
         }
         let n = n as usize;
-        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| fmt(format!("header is not JSON: {e}")))?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| fmt(format!("header is not JSON: {e}")))?;
         let mut entries = BTreeMap::new();
         let mut metadata = BTreeMap::new();
         for (name, v) in header {
@@ -183,21 +269,50 @@ impl Checkpoint {
                 continue;
             }
             let bad = |what: &str| fmt(format!("entry `{name}`: {what}"));
-            let dtype = v.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype"))?.to_string();
-            let shape: Vec<usize> = v.get("shape").and_then(|s| serde_json::from_value(s.clone()).ok()).ok_or_else(|| bad("no shape"))?;
-            let offs: [usize; 2] = v.get("data_offsets").and_then(|s| serde_json::from_value(s.clone()).ok()).ok_or_else(|| bad("no data_offsets"))?;
+            let dtype = v
+                .get("dtype")
+                .and_then(|d| d.as_str())
+                .ok_or_else(|| bad("no dtype"))?
+                .to_string();
+            let shape: Vec<usize> = v
+                .get("shape")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .ok_or_else(|| bad("no shape"))?;
+            let offs: [usize; 2] = v
+                .get("data_offsets")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .ok_or_else(|| bad("no data_offsets"))?;
             if offs[1] < offs[0] {
                 return Err(bad("data_offsets decrease"));
             }
-            entries.insert(name, Entry { dtype, shape, start: offs[0], end: offs[1] });
+            entries.insert(
+                name,
+                Entry {
+                    dtype,
+                    shape,
+                    start: offs[0],
+                    end: offs[1],
+                },
+            );
         }
-        Ok(Checkpoint { path: path.to_path_buf(), entries, metadata, data: bytes[8 + n..].to_vec() })
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            entries,
+            metadata,
+            data: bytes[8 + n..].to_vec(),
+        })
     }
 
     /// The model kind recorded in the metadata.
     pub fn model_kind(&self) -> Result<ModelKind, CheckpointError> {
-        let name = self.metadata.get(MODEL_KEY).ok_or_else(|| CheckpointError::Format { path: self.path.clone(), reason: "no `model` in the metadata; which model is it?".into() })?;
-        name.parse().map_err(|reason| CheckpointError::Format { path: self.path.clone(), reason })
+        let name = self.metadata.get(MODEL_KEY).ok_or_else(|| CheckpointError::Format {
+            path: self.path.clone(),
+            reason: "no `model` in the metadata; which model is it?".into(),
+        })?;
+        name.parse().map_err(|reason| CheckpointError::Format {
+            path: self.path.clone(),
+            reason,
+        })
     }
 
     /// Tensor names in the file.
@@ -208,7 +323,12 @@ impl Checkpoint {
     /// Checks every expected tensor against the file, in order, then that the file holds no
     /// others. Scalars (`F64`, shape `[]`) may be missing.
     pub fn check(&self, model: &str, expected: &[TensorSpec]) -> Result<(), CheckpointError> {
-        let mismatch = |name: &str, reason: String| CheckpointError::Mismatch { path: self.path.clone(), model: model.to_string(), name: name.to_string(), reason };
+        let mismatch = |name: &str, reason: String| CheckpointError::Mismatch {
+            path: self.path.clone(),
+            model: model.to_string(),
+            name: name.to_string(),
+            reason,
+        };
         for spec in expected {
             let Some(e) = self.entries.get(&spec.name) else {
                 if spec.shape.is_empty() {
@@ -217,18 +337,34 @@ impl Checkpoint {
                 return Err(mismatch(&spec.name, "missing from the file".into()));
             };
             if e.dtype != spec.dtype {
-                return Err(mismatch(&spec.name, format!("dtype {} in the file, expected {}", e.dtype, spec.dtype)));
+                return Err(mismatch(
+                    &spec.name,
+                    format!("dtype {} in the file, expected {}", e.dtype, spec.dtype),
+                ));
             }
             if e.shape != spec.shape {
-                return Err(mismatch(&spec.name, format!("shape {:?} in the file, expected {:?}", e.shape, spec.shape)));
+                return Err(mismatch(
+                    &spec.name,
+                    format!("shape {:?} in the file, expected {:?}", e.shape, spec.shape),
+                ));
             }
             let size = if spec.dtype == "F64" { 8 } else { 4 };
             let want = spec.shape.iter().product::<usize>() * size;
             if e.end - e.start != want {
-                return Err(mismatch(&spec.name, format!("{} data bytes for {} expected", e.end - e.start, want)));
+                return Err(mismatch(
+                    &spec.name,
+                    format!("{} data bytes for {} expected", e.end - e.start, want),
+                ));
             }
             if e.end > self.data.len() {
-                return Err(mismatch(&spec.name, format!("data ends at byte {} but the file has {} data bytes (truncated)", e.end, self.data.len())));
+                return Err(mismatch(
+                    &spec.name,
+                    format!(
+                        "data ends at byte {} but the file has {} data bytes (truncated)",
+                        e.end,
+                        self.data.len()
+                    ),
+                ));
             }
         }
         if let Some(extra) = self.entries.keys().find(|k| !expected.iter().any(|s| &s.name == *k)) {
@@ -238,10 +374,17 @@ impl Checkpoint {
     }
 
     /// Copies the file's tensors into `model` after [`Checkpoint::check`].
-    pub fn load_into<M: TensorCollection<f32, Cpu>>(&self, model: &mut M, kind: ModelKind) -> Result<(), CheckpointError> {
+    pub fn load_into<M: TensorCollection<f32, Cpu>>(
+        &self,
+        model: &mut M,
+        kind: ModelKind,
+    ) -> Result<(), CheckpointError> {
         self.check(kind.name(), &expected(model))?;
         let mut v = Loader(self);
-        let r = M::iter_tensors(&mut RecursiveWalker { m: (model, String::new()), f: &mut v });
+        let r = M::iter_tensors(&mut RecursiveWalker {
+            m: (model, String::new()),
+            f: &mut v,
+        });
         match r {
             Ok(_) => Ok(()),
             Err(e) => match e {},
@@ -257,14 +400,25 @@ impl TensorVisitor<f32, Cpu> for Loader<'_> {
     type E2 = f32;
     type D2 = Cpu;
 
-    fn visit<S: Shape>(&mut self, _: TensorOptions<S, f32, Cpu>, (t, name): (&mut Tensor<S, f32, Cpu>, String)) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, Cpu>,
+        (t, name): (&mut Tensor<S, f32, Cpu>, String),
+    ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
         let e = &self.0.entries[&name];
-        let v: Vec<f32> = self.0.data[e.start..e.end].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let v: Vec<f32> = self.0.data[e.start..e.end]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
         t.copy_from(&v);
         Ok(None)
     }
 
-    fn visit_scalar<N: num_traits::NumCast>(&mut self, _: ScalarOptions<N>, (n, name): (&mut N, String)) -> Result<Option<N>, Self::Err> {
+    fn visit_scalar<N: num_traits::NumCast>(
+        &mut self,
+        _: ScalarOptions<N>,
+        (n, name): (&mut N, String),
+    ) -> Result<Option<N>, Self::Err> {
         if let Some(e) = self.0.entries.get(&name) {
             let v = f64::from_le_bytes(self.0.data[e.start..e.end].try_into().expect("8 bytes"));
             if let Some(x) = N::from(v) {
@@ -280,7 +434,10 @@ pub fn load<M: TensorCollection<f32, Cpu>>(model: &mut M, kind: ModelKind, path:
     let ck = Checkpoint::read(path)?;
     if let Ok(recorded) = ck.model_kind() {
         if recorded != kind {
-            return Err(CheckpointError::Format { path: path.to_path_buf(), reason: format!("it holds a {recorded} model, not {kind}") });
+            return Err(CheckpointError::Format {
+                path: path.to_path_buf(),
+                reason: format!("it holds a {recorded} model, not {kind}"),
+            });
         }
     }
     ck.load_into(model, kind)
@@ -296,8 +453,15 @@ mod tests {
         let dev = Cpu::default();
         let m = dev.build_module::<LeNetMnist, f32>();
         let e = expected(&m);
-        let first: Vec<(&str, &[usize])> = e.iter().take(2).map(|s| (s.name.as_str(), s.shape.as_slice())).collect();
-        assert_eq!(first, vec![("conv1.weight", &[6, 1, 5, 5][..]), ("conv1.bias", &[6][..])]);
+        let first: Vec<(&str, &[usize])> = e
+            .iter()
+            .take(2)
+            .map(|s| (s.name.as_str(), s.shape.as_slice()))
+            .collect();
+        assert_eq!(
+            first,
+            vec![("conv1.weight", &[6, 1, 5, 5][..]), ("conv1.bias", &[6][..])]
+        );
         let fc2 = e.iter().find(|s| s.name == "fc2.weight").unwrap();
         assert_eq!(fc2.shape, vec![10, 64]);
     }
@@ -314,7 +478,10 @@ mod tests {
         load(&mut b, ModelKind::LeNetMnist, &path).unwrap();
         assert_eq!(a.fc2.weight.as_vec(), b.fc2.weight.as_vec());
         assert_eq!(a.conv1.weight.as_vec(), b.conv1.weight.as_vec());
-        assert_eq!(Checkpoint::read(&path).unwrap().model_kind().unwrap(), ModelKind::LeNetMnist);
+        assert_eq!(
+            Checkpoint::read(&path).unwrap().model_kind().unwrap(),
+            ModelKind::LeNetMnist
+        );
 
         // A checkpoint of another model: the first misfit is named.
         let ck = Checkpoint::read(&path).unwrap();

@@ -7,7 +7,9 @@ use palm_cnn::bench::{self, BenchConfig};
 use palm_cnn::checkpoint::{self, Checkpoint};
 use palm_cnn::data::{self, LoadOptions, PalmLoader};
 use palm_cnn::models::{AlexNet, LeNetMnist, LeNetPalm, ModelKind};
-use palm_cnn::train::{self, BatchSource, Evaluation, History, InMemory, OptimizerKind, PalmShape, PalmSource, TrainConfig, Trainable};
+use palm_cnn::train::{
+    self, BatchSource, Evaluation, History, InMemory, OptimizerKind, PalmShape, PalmSource, TrainConfig, Trainable,
+};
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -146,6 +148,24 @@ enum Command {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// Writes a seeded random input batch and the checkpoint's logits for it (tensors `input`,
+    /// `logits`) as safetensors, for tools/torch_roundtrip.py.
+    ///
+    /// Example: palm-cnn sample --checkpoint runs/alexnet/model.safetensors --out sample.safetensors
+    Sample {
+        /// The checkpoint (its metadata names the model).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Inputs in the batch.
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Seed of the random input (uniform in [-1, 1]).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Data tools: generate the synthetic set, inspect a data folder.
     #[command(subcommand)]
     Data(data::cli::DataCommand),
@@ -153,8 +173,16 @@ enum Command {
 
 fn run_bench(batch: usize, steps: usize, json: Option<&std::path::Path>) -> Result<()> {
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
-    let config = BenchConfig { batch, warmup: 1, train_steps: steps, eval_batches: steps };
-    eprintln!("benchmarking lenet-palm and alexnet: batch {batch}, {steps} timed steps each, {} threads", rayon::current_num_threads());
+    let config = BenchConfig {
+        batch,
+        warmup: 1,
+        train_steps: steps,
+        eval_batches: steps,
+    };
+    eprintln!(
+        "benchmarking lenet-palm and alexnet: batch {batch}, {steps} timed steps each, {} threads",
+        rayon::current_num_threads()
+    );
     let results = bench::bench_all(config).map_err(|e| anyhow::anyhow!("benchmark failed: {e:?}"))?;
     print!("{}", bench::table(&results));
     let text = serde_json::to_string_pretty(&results)?;
@@ -189,10 +217,19 @@ fn palm_root(data: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Training and validation loaders of the PALM set.
-fn palm_loaders(data: Option<&Path>, limit: Option<usize>, augment: bool, progress: bool) -> Result<(PalmLoader<224>, PalmLoader<224>)> {
+fn palm_loaders(
+    data: Option<&Path>,
+    limit: Option<usize>,
+    augment: bool,
+    progress: bool,
+) -> Result<(PalmLoader<224>, PalmLoader<224>)> {
     let root = palm_root(data)?;
     let ds = data::open(&root).with_context(|| format!("opening {}", root.display()))?;
-    let opts = LoadOptions { augment: augment.then(data::Augment::default), progress, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        augment: augment.then(data::Augment::default),
+        progress,
+        ..LoadOptions::default()
+    };
     let train = PalmLoader::from_samples(subset(&ds.train.samples, limit), opts.clone());
     let valid = PalmLoader::from_samples(subset(&ds.valid.samples, limit), LoadOptions { augment: None, ..opts });
     train.preload()?;
@@ -217,7 +254,15 @@ fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-fn train_model<M, S, const C: usize>(mut model: M, kind: ModelKind, dev: &Cpu, tr: &dyn BatchSource<S, C>, va: &dyn BatchSource<S, C>, cfg: &TrainConfig, args: &TrainArgs) -> Result<()>
+fn train_model<M, S, const C: usize>(
+    mut model: M,
+    kind: ModelKind,
+    dev: &Cpu,
+    tr: &dyn BatchSource<S, C>,
+    va: &dyn BatchSource<S, C>,
+    cfg: &TrainConfig,
+    args: &TrainArgs,
+) -> Result<()>
 where
     M: Trainable<S, C>,
     S: Shape,
@@ -225,7 +270,10 @@ where
     if let Some(r) = &args.resume {
         checkpoint::load(&mut model, kind, r)?;
     }
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let ck = out.join("model.safetensors");
     if cfg.verbose {
@@ -248,7 +296,15 @@ where
     });
     history.save(&out)?;
     if let Err(e) = result {
-        let kept = if history.epochs.is_empty() { "no checkpoint was written".to_string() } else { format!("the checkpoint of epoch {} is kept in {}", history.epochs.len() - 1, ck.display()) };
+        let kept = if history.epochs.is_empty() {
+            "no checkpoint was written".to_string()
+        } else {
+            format!(
+                "the checkpoint of epoch {} is kept in {}",
+                history.epochs.len() - 1,
+                ck.display()
+            )
+        };
         return Err(e.context(kept));
     }
     match history.epochs.last() {
@@ -307,19 +363,39 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     }
 }
 
-fn eval_with<M: Trainable<S, C>, S: Shape, const C: usize>(mut model: M, kind: ModelKind, path: &Path, dev: &Cpu, src: &dyn BatchSource<S, C>, batch: usize) -> Result<Evaluation> {
+fn eval_with<M: Trainable<S, C>, S: Shape, const C: usize>(
+    mut model: M,
+    kind: ModelKind,
+    path: &Path,
+    dev: &Cpu,
+    src: &dyn BatchSource<S, C>,
+    batch: usize,
+) -> Result<Evaluation> {
     checkpoint::load(&mut model, kind, path)?;
     train::evaluate(&model, dev, src, batch)
 }
 
-fn run_eval(checkpoint: &Path, data: Option<&Path>, batch: usize, limit: Option<usize>, json: Option<&Path>) -> Result<()> {
+fn run_eval(
+    checkpoint: &Path,
+    data: Option<&Path>,
+    batch: usize,
+    limit: Option<usize>,
+    json: Option<&Path>,
+) -> Result<()> {
     anyhow::ensure!(batch > 0, "--batch-size must be at least 1");
     let kind = Checkpoint::read(checkpoint)?.model_kind()?;
     let dev = Cpu::seed_from_u64(0);
     let ev = match kind {
         ModelKind::LeNetMnist => {
             let (_, te) = mnist_sets(limit)?;
-            eval_with(dev.build_module::<LeNetMnist, f32>(), kind, checkpoint, &dev, &te, batch)?
+            eval_with(
+                dev.build_module::<LeNetMnist, f32>(),
+                kind,
+                checkpoint,
+                &dev,
+                &te,
+                batch,
+            )?
         }
         ModelKind::LeNetPalm | ModelKind::AlexNet => {
             let (_, va) = palm_loaders(data, limit, false, false)?;
@@ -353,14 +429,27 @@ fn run_eval(checkpoint: &Path, data: Option<&Path>, batch: usize, limit: Option<
     Ok(())
 }
 
-fn predict_with<M: Trainable<PalmShape, 1>>(mut model: M, kind: ModelKind, path: &Path, images: &[PathBuf]) -> Result<()> {
+fn predict_with<M: Trainable<PalmShape, 1>>(
+    mut model: M,
+    kind: ModelKind,
+    path: &Path,
+    images: &[PathBuf],
+) -> Result<()> {
     checkpoint::load(&mut model, kind, path)?;
     let dev = Cpu::default();
     for img in images {
         let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
-        let chw = data::image::decode_to_chw(&raw, img, 224, data::DecodeMode::default(), data::ChannelOrder::default())?;
+        let chw = data::image::decode_to_chw(
+            &raw,
+            img,
+            224,
+            data::DecodeMode::default(),
+            data::ChannelOrder::default(),
+        )?;
         let x: Vec<f32> = chw.iter().map(|&b| data::transform::normalize(b)).collect();
-        let logits = model.try_forward(dev.tensor_from_vec(x, (1, Const::<3>, Const::<224>, Const::<224>))).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let logits = model
+            .try_forward(dev.tensor_from_vec(x, (1, Const::<3>, Const::<224>, Const::<224>)))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let (p, _) = train::scores_of(&logits);
         println!("{}\t{:.6}", img.display(), p[0]);
     }
@@ -373,7 +462,57 @@ fn run_predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
     match kind {
         ModelKind::AlexNet => predict_with(dev.build_module::<AlexNet, f32>(), kind, checkpoint, images),
         ModelKind::LeNetPalm => predict_with(dev.build_module::<LeNetPalm, f32>(), kind, checkpoint, images),
-        ModelKind::LeNetMnist => anyhow::bail!("{}: predict is for the fundus models (lenet-palm, alexnet), this is {kind}", checkpoint.display()),
+        ModelKind::LeNetMnist => anyhow::bail!(
+            "{}: predict is for the fundus models (lenet-palm, alexnet), this is {kind}",
+            checkpoint.display()
+        ),
+    }
+}
+
+fn sample_with<M: Trainable<S, C>, S: train::BatchShape, const C: usize>(
+    mut model: M,
+    kind: ModelKind,
+    ck: &Path,
+    out: &Path,
+    batch: usize,
+    seed: u64,
+) -> Result<()> {
+    checkpoint::load(&mut model, kind, ck)?;
+    let set = InMemory::<S, C>::random(batch, seed);
+    let dev = Cpu::default();
+    let mut b = set.batches(&dev, batch, None)?;
+    let x = b.next().context("empty batch")??.images;
+    let in_shape: Vec<usize> = x.shape().concrete().into_iter().collect();
+    let logits = model.try_forward(x.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let meta = [(checkpoint::MODEL_KEY.to_string(), kind.name().to_string())]
+        .into_iter()
+        .collect();
+    checkpoint::write_tensors(
+        out,
+        &[
+            ("input", in_shape, x.as_vec()),
+            ("logits", vec![batch, C], logits.as_vec()),
+        ],
+        &meta,
+    )?;
+    println!("wrote {} ({kind}, batch {batch})", out.display());
+    Ok(())
+}
+
+fn run_sample(ck: &Path, out: &Path, batch: usize, seed: u64) -> Result<()> {
+    anyhow::ensure!(batch > 0, "--batch must be at least 1");
+    let kind = Checkpoint::read(ck)?.model_kind()?;
+    let dev = Cpu::default();
+    match kind {
+        ModelKind::LeNetMnist => {
+            sample_with::<_, MnistShape, 10>(dev.build_module::<LeNetMnist, f32>(), kind, ck, out, batch, seed)
+        }
+        ModelKind::LeNetPalm => {
+            sample_with::<_, PalmShape, 1>(dev.build_module::<LeNetPalm, f32>(), kind, ck, out, batch, seed)
+        }
+        ModelKind::AlexNet => {
+            sample_with::<_, PalmShape, 1>(dev.build_module::<AlexNet, f32>(), kind, ck, out, batch, seed)
+        }
     }
 }
 
@@ -381,7 +520,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Train(args)) => run_train(&args),
-        Some(Command::Eval { checkpoint, data, batch_size, limit, json }) => run_eval(&checkpoint, data.as_deref(), batch_size, limit, json.as_deref()),
+        Some(Command::Eval {
+            checkpoint,
+            data,
+            batch_size,
+            limit,
+            json,
+        }) => run_eval(&checkpoint, data.as_deref(), batch_size, limit, json.as_deref()),
         Some(Command::Predict { checkpoint, images }) => run_predict(&checkpoint, &images),
         Some(Command::Summary { model, batch, html }) => {
             let summary = model.summary(batch);
@@ -393,6 +538,12 @@ fn main() {
             Ok(())
         }
         Some(Command::Bench { batch, steps, json }) => run_bench(batch, steps, json.as_deref()),
+        Some(Command::Sample {
+            checkpoint,
+            out,
+            batch,
+            seed,
+        }) => run_sample(&checkpoint, &out, batch, seed),
         Some(Command::Data(cmd)) => cmd.run(),
         None => {
             let args = TrainArgs::parse_from(["train"]);

@@ -139,7 +139,15 @@ mod tests {
         // probs:  .9 .8 .3 .6 .1 .5 ; labels: 1 0 1 0 0 1 ; threshold .5
         // predicted: 1 1 0 1 0 1 → tp = 2 (idx 0, 5), fp = 2 (1, 3), tn = 1 (4), fn = 1 (2)
         let c = Confusion::from_probs(&[0.9, 0.8, 0.3, 0.6, 0.1, 0.5], &[1, 0, 1, 0, 0, 1], 0.5);
-        assert_eq!(c, Confusion { tp: 2, fp: 2, tn: 1, fn_: 1 });
+        assert_eq!(
+            c,
+            Confusion {
+                tp: 2,
+                fp: 2,
+                tn: 1,
+                fn_: 1
+            }
+        );
         assert_eq!(c.accuracy(), Some(0.5));
         assert_eq!(c.sensitivity(), Some(2.0 / 3.0));
         assert_eq!(c.specificity(), Some(1.0 / 3.0));

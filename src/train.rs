@@ -57,7 +57,12 @@ pub trait BatchSource<S: Shape, const C: usize> {
     /// Batches of `batch_size` (the last one may be short) in the order of epoch `epoch`
     /// shuffled with `seed` when `shuffle` is `Some((seed, epoch))` (training), else in order
     /// (validation, no augmentation).
-    fn batches<'a>(&'a self, dev: &'a Cpu, batch_size: usize, shuffle: Option<(u64, u64)>) -> anyhow::Result<BatchIter<'a, S, C>>;
+    fn batches<'a>(
+        &'a self,
+        dev: &'a Cpu,
+        batch_size: usize,
+        shuffle: Option<(u64, u64)>,
+    ) -> anyhow::Result<BatchIter<'a, S, C>>;
 }
 
 /// Samples held in memory as floats, with class labels (`0`/`1` for one logit).
@@ -76,12 +81,22 @@ impl<S: BatchShape, const C: usize> InMemory<S, C> {
     /// # Errors
     /// When the lengths do not fit or a label is out of range.
     pub fn new(images: Vec<f32>, labels: Vec<usize>) -> anyhow::Result<Self> {
-        anyhow::ensure!(images.len() == labels.len() * S::SAMPLE_LEN, "{} floats for {} samples of {}", images.len(), labels.len(), S::SAMPLE_LEN);
+        anyhow::ensure!(
+            images.len() == labels.len() * S::SAMPLE_LEN,
+            "{} floats for {} samples of {}",
+            images.len(),
+            labels.len(),
+            S::SAMPLE_LEN
+        );
         let classes = C.max(2);
         if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
             anyhow::bail!("label {bad} out of range 0..{classes}");
         }
-        Ok(InMemory { images, labels, _shape: std::marker::PhantomData })
+        Ok(InMemory {
+            images,
+            labels,
+            _shape: std::marker::PhantomData,
+        })
     }
 
     /// Random images (uniform in [-1, 1]) with random labels, from `seed`.
@@ -90,7 +105,11 @@ impl<S: BatchShape, const C: usize> InMemory<S, C> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let images = (0..n * S::SAMPLE_LEN).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let labels = (0..n).map(|_| rng.gen_range(0..C.max(2))).collect();
-        InMemory { images, labels, _shape: std::marker::PhantomData }
+        InMemory {
+            images,
+            labels,
+            _shape: std::marker::PhantomData,
+        }
     }
 
     fn batch(&self, dev: &Cpu, idx: &[usize]) -> Batch<S, C> {
@@ -105,7 +124,10 @@ impl<S: BatchShape, const C: usize> InMemory<S, C> {
                 t[k * C + self.labels[i]] = 1.0;
             }
         }
-        Batch { images: dev.tensor_from_vec(x, S::with_batch(idx.len())), targets: dev.tensor_from_vec(t, (idx.len(), Const::<C>)) }
+        Batch {
+            images: dev.tensor_from_vec(x, S::with_batch(idx.len())),
+            targets: dev.tensor_from_vec(t, (idx.len(), Const::<C>)),
+        }
     }
 }
 
@@ -115,7 +137,11 @@ impl InMemory<(usize, Const<1>, Const<28>, Const<28>), 10> {
         let scale = data::mnist::MnistScale::MinusOneToOne;
         let images = set.images.iter().map(|&b| scale.apply(b)).collect();
         let labels = set.labels.iter().map(|&l| l as usize).collect();
-        InMemory { images, labels, _shape: std::marker::PhantomData }
+        InMemory {
+            images,
+            labels,
+            _shape: std::marker::PhantomData,
+        }
     }
 }
 
@@ -124,7 +150,12 @@ impl<S: BatchShape, const C: usize> BatchSource<S, C> for InMemory<S, C> {
         self.labels.len()
     }
 
-    fn batches<'a>(&'a self, dev: &'a Cpu, batch_size: usize, shuffle: Option<(u64, u64)>) -> anyhow::Result<BatchIter<'a, S, C>> {
+    fn batches<'a>(
+        &'a self,
+        dev: &'a Cpu,
+        batch_size: usize,
+        shuffle: Option<(u64, u64)>,
+    ) -> anyhow::Result<BatchIter<'a, S, C>> {
         anyhow::ensure!(batch_size > 0, "batch size must be at least 1");
         let order = match shuffle {
             Some((seed, epoch)) => data::epoch_order(self.len(), seed, epoch),
@@ -147,12 +178,20 @@ impl BatchSource<PalmShape, 1> for PalmSource<'_> {
         self.0.len()
     }
 
-    fn batches<'a>(&'a self, dev: &'a Cpu, batch_size: usize, shuffle: Option<(u64, u64)>) -> anyhow::Result<BatchIter<'a, PalmShape, 1>> {
+    fn batches<'a>(
+        &'a self,
+        dev: &'a Cpu,
+        batch_size: usize,
+        shuffle: Option<(u64, u64)>,
+    ) -> anyhow::Result<BatchIter<'a, PalmShape, 1>> {
         let it = match shuffle {
             Some((seed, epoch)) => self.0.train_epoch(dev, batch_size, seed, epoch)?,
             None => self.0.in_order(dev, batch_size)?,
         };
-        Ok(Box::new(it.map(|r| r.map(|(images, targets)| Batch { images, targets }).map_err(anyhow::Error::from))))
+        Ok(Box::new(it.map(|r| {
+            r.map(|(images, targets)| Batch { images, targets })
+                .map_err(anyhow::Error::from)
+        })))
     }
 }
 
@@ -197,7 +236,17 @@ impl TrainConfig {
             ModelKind::AlexNet => OptimizerKind::Adam,
             ModelKind::LeNetMnist | ModelKind::LeNetPalm => OptimizerKind::Momentum,
         };
-        TrainConfig { lr: 0.001, epochs: 5, batch_size: 10, seed: 42, optimizer, momentum: 0.9, weight_decay: None, log_every: 10, verbose: true }
+        TrainConfig {
+            lr: 0.001,
+            epochs: 5,
+            batch_size: 10,
+            seed: 42,
+            optimizer,
+            momentum: 0.9,
+            weight_decay: None,
+            log_every: 10,
+            verbose: true,
+        }
     }
 }
 
@@ -282,14 +331,22 @@ fn opt_cell(v: Option<f64>) -> String {
 impl History {
     /// An empty history.
     pub fn new(model: &str, config: &TrainConfig) -> Self {
-        History { model: model.to_string(), config: config.clone(), batches: Vec::new(), epochs: Vec::new() }
+        History {
+            model: model.to_string(),
+            config: config.clone(),
+            batches: Vec::new(),
+            epochs: Vec::new(),
+        }
     }
 
     /// One CSV row per epoch.
     pub fn to_csv(&self) -> String {
         let mut s = String::from("epoch,train_loss,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,tp,fp,tn,fn,train_seconds,train_images_per_s\n");
         for e in &self.epochs {
-            let c = e.val_confusion.map(|c| format!("{},{},{},{}", c.tp, c.fp, c.tn, c.fn_)).unwrap_or_else(|| ",,,".into());
+            let c = e
+                .val_confusion
+                .map(|c| format!("{},{},{},{}", c.tp, c.fp, c.tn, c.fn_))
+                .unwrap_or_else(|| ",,,".into());
             let _ = writeln!(
                 s,
                 "{},{},{},{},{},{},{},{},{},{}",
@@ -315,7 +372,8 @@ impl History {
         let csv = dir.join("metrics.csv");
         std::fs::write(&csv, self.to_csv()).with_context(|| format!("writing {}", csv.display()))?;
         let json = dir.join("metrics.json");
-        std::fs::write(&json, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", json.display()))?;
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
         Ok(())
     }
 }
@@ -336,14 +394,22 @@ pub struct NonFiniteLoss {
 pub trait Trainable<S: Shape, const C: usize>:
     TensorCollection<f32, Cpu>
     + Module<Tensor<S, f32, Cpu>, Output = Tensor<(usize, Const<C>), f32, Cpu>, Error = CpuError>
-    + ModuleMut<Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>, Output = Tensor<(usize, Const<C>), f32, Cpu, OwnedTape<f32, Cpu>>, Error = CpuError>
+    + ModuleMut<
+        Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>,
+        Output = Tensor<(usize, Const<C>), f32, Cpu, OwnedTape<f32, Cpu>>,
+        Error = CpuError,
+    >
 {
 }
 
 impl<S: Shape, const C: usize, M> Trainable<S, C> for M where
     M: TensorCollection<f32, Cpu>
         + Module<Tensor<S, f32, Cpu>, Output = Tensor<(usize, Const<C>), f32, Cpu>, Error = CpuError>
-        + ModuleMut<Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>, Output = Tensor<(usize, Const<C>), f32, Cpu, OwnedTape<f32, Cpu>>, Error = CpuError>
+        + ModuleMut<
+            Tensor<S, f32, Cpu, OwnedTape<f32, Cpu>>,
+            Output = Tensor<(usize, Const<C>), f32, Cpu, OwnedTape<f32, Cpu>>,
+            Error = CpuError,
+        >
 {
 }
 
@@ -355,10 +421,21 @@ enum Opt<M> {
 impl<M: TensorCollection<f32, Cpu>> Opt<M> {
     fn new(model: &M, cfg: &TrainConfig) -> Self {
         match cfg.optimizer {
-            OptimizerKind::Adam => Opt::Adam(Adam::new(model, AdamConfig { lr: cfg.lr, weight_decay: cfg.weight_decay.map(WeightDecay::L2), ..Default::default() })),
+            OptimizerKind::Adam => Opt::Adam(Adam::new(
+                model,
+                AdamConfig {
+                    lr: cfg.lr,
+                    weight_decay: cfg.weight_decay.map(WeightDecay::L2),
+                    ..Default::default()
+                },
+            )),
             OptimizerKind::Momentum => Opt::Sgd(Sgd::new(
                 model,
-                SgdConfig { lr: cfg.lr, momentum: Some(Momentum::Classic(cfg.momentum)), weight_decay: cfg.weight_decay.map(WeightDecay::L2) },
+                SgdConfig {
+                    lr: cfg.lr,
+                    momentum: Some(Momentum::Classic(cfg.momentum)),
+                    weight_decay: cfg.weight_decay.map(WeightDecay::L2),
+                },
             )),
         }
     }
@@ -383,12 +460,21 @@ fn target_labels<const C: usize>(t: &Tensor<(usize, Const<C>), f32, Cpu>) -> Vec
 }
 
 fn argmax(r: &[f32]) -> usize {
-    r.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0
+    r.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+        )
+        .0
 }
 
 /// The mean loss of a batch of logits against targets: BCE with logits on one logit,
 /// softmax cross-entropy otherwise.
-fn loss_of<const C: usize, T: Tape<f32, Cpu>>(logits: Tensor<(usize, Const<C>), f32, Cpu, T>, targets: Tensor<(usize, Const<C>), f32, Cpu>) -> Tensor<Rank0, f32, Cpu, T> {
+fn loss_of<const C: usize, T: Tape<f32, Cpu>>(
+    logits: Tensor<(usize, Const<C>), f32, Cpu, T>,
+    targets: Tensor<(usize, Const<C>), f32, Cpu>,
+) -> Tensor<Rank0, f32, Cpu, T> {
     if C == 1 {
         binary_cross_entropy_with_logits_loss(logits, targets)
     } else {
@@ -419,14 +505,21 @@ pub fn scores_of<const C: usize>(logits: &Tensor<(usize, Const<C>), f32, Cpu>) -
 }
 
 /// Evaluates `model` on `src` in order, without tape (dropout off).
-pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(model: &M, dev: &Cpu, src: &dyn BatchSource<S, C>, batch_size: usize) -> anyhow::Result<Evaluation> {
+pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(
+    model: &M,
+    dev: &Cpu,
+    src: &dyn BatchSource<S, C>,
+    batch_size: usize,
+) -> anyhow::Result<Evaluation> {
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
     let (mut scores, mut labels, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
     for batch in src.batches(dev, batch_size, None)? {
         let Batch { images, targets } = batch?;
         let b = targets.shape().0;
         labels.extend(target_labels(&targets));
-        let logits = model.try_forward(images).map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
+        let logits = model
+            .try_forward(images)
+            .map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
         let (s, p) = scores_of(&logits);
         scores.extend(s);
         predictions.extend(p);
@@ -435,7 +528,14 @@ pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(model: &M, dev: &C
     }
     anyhow::ensure!(n > 0, "no samples to evaluate");
     let correct = labels.iter().zip(&predictions).filter(|(a, b)| a == b).count();
-    let (auc, confusion) = if C == 1 { (metrics::auc(&scores, &labels), Some(Confusion::from_probs(&scores, &labels, 0.5))) } else { (None, None) };
+    let (auc, confusion) = if C == 1 {
+        (
+            metrics::auc(&scores, &labels),
+            Some(Confusion::from_probs(&scores, &labels, 0.5)),
+        )
+    } else {
+        (None, None)
+    };
     Ok(Evaluation {
         samples: n,
         loss: loss_sum / n as f64,
@@ -455,7 +555,8 @@ fn progress_bar(verbose: bool, total: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} img, {per_sec}, eta {eta}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} img, {per_sec}, eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -496,16 +597,30 @@ where
         bar.set_message(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let t0 = Instant::now();
         let (mut loss_sum, mut n) = (0.0f64, 0usize);
-        for (batch_id, batch) in train.batches(dev, cfg.batch_size, Some((cfg.seed, epoch as u64)))?.enumerate() {
+        for (batch_id, batch) in train
+            .batches(dev, cfg.batch_size, Some((cfg.seed, epoch as u64)))?
+            .enumerate()
+        {
             let Batch { images, targets } = batch?;
             let b = targets.shape().0;
-            let logits = model.try_forward_mut(images.traced(grads)).map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
+            let logits = model
+                .try_forward_mut(images.traced(grads))
+                .map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
             let loss = loss_of(logits, targets);
             let value = loss.array();
-            history.batches.push(BatchRecord { epoch, batch: batch_id, loss: value });
+            history.batches.push(BatchRecord {
+                epoch,
+                batch: batch_id,
+                loss: value,
+            });
             if !value.is_finite() {
                 bar.abandon();
-                return Err(NonFiniteLoss { epoch, batch: batch_id, loss: value }.into());
+                return Err(NonFiniteLoss {
+                    epoch,
+                    batch: batch_id,
+                    loss: value,
+                }
+                .into());
             }
             grads = loss.backward();
             opt.update(model, &grads)?;
@@ -555,7 +670,11 @@ mod tests {
     #[test]
     fn in_memory_batches_cover_every_sample_once() {
         let dev = Cpu::default();
-        let set = InMemory::<(usize, Const<1>, Const<2>, Const<2>), 1>::new((0..20).map(|i| i as f32).collect(), vec![0, 1, 1, 0, 1]).unwrap();
+        let set = InMemory::<(usize, Const<1>, Const<2>, Const<2>), 1>::new(
+            (0..20).map(|i| i as f32).collect(),
+            vec![0, 1, 1, 0, 1],
+        )
+        .unwrap();
         let mut firsts = Vec::new();
         let mut sizes = Vec::new();
         for b in set.batches(&dev, 2, Some((7, 0))).unwrap() {

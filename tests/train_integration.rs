@@ -10,7 +10,10 @@ fn bin() -> Command {
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
     assert!(out.status.success(), "{cmd:?} failed\nstdout:\n{so}\nstderr:\n{se}");
     so
 }
@@ -19,31 +22,71 @@ fn run_ok(cmd: &mut Command) -> String {
 fn train_eval_predict_on_small_synthetic_set() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("palm");
-    let opts = palm_cnn::data::SynthOptions { size: Some((64, 64)), ..Default::default() };
+    let opts = palm_cnn::data::SynthOptions {
+        size: Some((64, 64)),
+        ..Default::default()
+    };
     palm_cnn::data::synth::generate_with(&data, &opts).unwrap();
     let run = tmp.path().join("run");
     let d = data.to_str().unwrap();
     let r = run.to_str().unwrap();
 
-    let out = run_ok(bin().args(["train", "--model", "lenet-palm", "--data", d, "--epochs", "1", "--limit", "24", "--batch-size", "8", "--out", r, "--quiet"]));
+    let out = run_ok(bin().args([
+        "train",
+        "--model",
+        "lenet-palm",
+        "--data",
+        d,
+        "--epochs",
+        "1",
+        "--limit",
+        "24",
+        "--batch-size",
+        "8",
+        "--out",
+        r,
+        "--quiet",
+    ]));
     assert!(out.contains("done: lenet-palm, 1 epochs, validation accuracy"), "{out}");
     let ck = run.join("model.safetensors");
     assert!(ck.exists() && run.join("metrics.csv").exists());
-    let hist: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let hist: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(hist["batches"].as_array().unwrap().len(), 3);
     let epoch = &hist["epochs"][0];
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2);
 
     // eval on the same validation subset reproduces the epoch's validation numbers.
-    let out = run_ok(bin().args(["eval", "--checkpoint", ck.to_str().unwrap(), "--data", d, "--limit", "24", "--batch-size", "8"]));
-    let want = format!("[validation] accuracy/loss: {:.4}/{:.4}", epoch["val_accuracy"].as_f64().unwrap(), epoch["val_loss"].as_f64().unwrap());
+    let out = run_ok(bin().args([
+        "eval",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--data",
+        d,
+        "--limit",
+        "24",
+        "--batch-size",
+        "8",
+    ]));
+    let want = format!(
+        "[validation] accuracy/loss: {:.4}/{:.4}",
+        epoch["val_accuracy"].as_f64().unwrap(),
+        epoch["val_loss"].as_f64().unwrap()
+    );
     assert!(out.contains(&want), "{out}\nwanted {want}");
 
     // predict: one probability per image, in [0, 1].
     let ds = palm_cnn::data::open(&data).unwrap();
-    let imgs: Vec<String> = ds.valid.samples[..2].iter().map(|s| s.source.display_path().to_string_lossy().into_owned()).collect();
-    let out = run_ok(bin().args(["predict", "--checkpoint", ck.to_str().unwrap()]).args(&imgs));
+    let imgs: Vec<String> = ds.valid.samples[..2]
+        .iter()
+        .map(|s| s.source.display_path().to_string_lossy().into_owned())
+        .collect();
+    let out = run_ok(
+        bin()
+            .args(["predict", "--checkpoint", ck.to_str().unwrap()])
+            .args(&imgs),
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     for (l, img) in lines.iter().zip(&imgs) {
@@ -57,9 +100,16 @@ fn train_eval_predict_on_small_synthetic_set() {
     let cut = tmp.path().join("cut.safetensors");
     let bytes = std::fs::read(&ck).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = bin().args(["predict", "--checkpoint", cut.to_str().unwrap()]).args(&imgs).output().unwrap();
+    let out = bin()
+        .args(["predict", "--checkpoint", cut.to_str().unwrap()])
+        .args(&imgs)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("fc1.weight") && err.contains("truncated"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("fc1.weight") && err.contains("truncated"),
+        "{err}"
+    );
     assert!(!Path::new(&cut.with_extension("safetensors.tmp")).exists());
 }

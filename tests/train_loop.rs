@@ -4,12 +4,21 @@
 use dfdx::prelude::*;
 use palm_cnn::checkpoint;
 use palm_cnn::models::{LeNetMnist, ModelKind};
-use palm_cnn::train::{self, Batch, BatchIter, BatchSource, History, InMemory, NonFiniteLoss, OptimizerKind, TrainConfig};
+use palm_cnn::train::{
+    self, Batch, BatchIter, BatchSource, History, InMemory, NonFiniteLoss, OptimizerKind, TrainConfig,
+};
 
 type Shape = (usize, Const<1>, Const<28>, Const<28>);
 
 fn config(seed: u64, optimizer: OptimizerKind) -> TrainConfig {
-    TrainConfig { epochs: 2, batch_size: 8, seed, optimizer, verbose: false, ..TrainConfig::course(ModelKind::LeNetMnist) }
+    TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        seed,
+        optimizer,
+        verbose: false,
+        ..TrainConfig::course(ModelKind::LeNetMnist)
+    }
 }
 
 fn run(seed: u64, optimizer: OptimizerKind) -> History {
@@ -38,7 +47,17 @@ fn same_seed_same_losses_other_seed_other_losses() {
         let la: Vec<f32> = a.batches.iter().map(|b| b.loss).collect();
         let lb: Vec<f32> = b.batches.iter().map(|b| b.loss).collect();
         assert_eq!(la, lb, "{opt:?}");
-        assert_eq!(a.epochs, b.epochs.iter().map(|e| train::EpochRecord { train_seconds: a.epochs[e.epoch].train_seconds, train_images_per_s: a.epochs[e.epoch].train_images_per_s, ..e.clone() }).collect::<Vec<_>>());
+        assert_eq!(
+            a.epochs,
+            b.epochs
+                .iter()
+                .map(|e| train::EpochRecord {
+                    train_seconds: a.epochs[e.epoch].train_seconds,
+                    train_images_per_s: a.epochs[e.epoch].train_images_per_s,
+                    ..e.clone()
+                })
+                .collect::<Vec<_>>()
+        );
         let c = run(8, opt);
         let lc: Vec<f32> = c.batches.iter().map(|b| b.loss).collect();
         assert_ne!(la, lc, "{opt:?}");
@@ -98,7 +117,12 @@ impl BatchSource<Shape, 10> for Poisoned {
     fn len(&self) -> usize {
         self.inner.labels.len()
     }
-    fn batches<'a>(&'a self, dev: &'a Cpu, batch_size: usize, shuffle: Option<(u64, u64)>) -> anyhow::Result<BatchIter<'a, Shape, 10>> {
+    fn batches<'a>(
+        &'a self,
+        dev: &'a Cpu,
+        batch_size: usize,
+        shuffle: Option<(u64, u64)>,
+    ) -> anyhow::Result<BatchIter<'a, Shape, 10>> {
         let bad = matches!(shuffle, Some((_, e)) if e >= self.bad_epoch);
         let it = self.inner.batches(dev, batch_size, shuffle)?;
         Ok(Box::new(it.enumerate().map(move |(i, b)| {
@@ -106,7 +130,10 @@ impl BatchSource<Shape, 10> for Poisoned {
             if bad && i == 2 {
                 let n = b.targets.shape().0;
                 let images = dev.tensor_from_vec(vec![f32::NAN; n * 784], (n, Const::<1>, Const::<28>, Const::<28>));
-                return Ok(Batch { images, targets: b.targets });
+                return Ok(Batch {
+                    images,
+                    targets: b.targets,
+                });
             }
             Ok(b)
         })))
@@ -117,9 +144,15 @@ impl BatchSource<Shape, 10> for Poisoned {
 fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("model.safetensors");
-    let tr = Poisoned { inner: InMemory::random(40, 1), bad_epoch: 1 };
+    let tr = Poisoned {
+        inner: InMemory::random(40, 1),
+        bad_epoch: 1,
+    };
     let va = InMemory::<Shape, 10>::random(8, 2);
-    let cfg = TrainConfig { epochs: 3, ..config(1, OptimizerKind::Adam) };
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..config(1, OptimizerKind::Adam)
+    };
     let dev = Cpu::seed_from_u64(cfg.seed);
     let mut model = dev.build_module::<LeNetMnist, f32>();
     let mut h = History::new("lenet-mnist", &cfg);
