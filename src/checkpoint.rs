@@ -25,12 +25,12 @@ pub const MODEL_KEY: &str = "model";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, so not chained as a `source`).
+        cause: std::io::Error,
     },
     /// The file is not a readable safetensors file.
     #[error("{path}: not a safetensors checkpoint: {reason}")]
@@ -178,7 +178,7 @@ pub fn write_tensors(
         .collect();
     std::fs::write(path, encode(&t, metadata)).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 
@@ -218,7 +218,7 @@ pub fn save<M: TensorCollection<f32, Cpu>>(model: &M, kind: ModelKind, path: &Pa
     let bytes = to_bytes(model, &meta);
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -233,7 +233,7 @@ impl Checkpoint {
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
         let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::parse(path, bytes)
     }
