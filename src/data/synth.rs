@@ -472,7 +472,7 @@ fn unit(h: u32) -> f32 {
 
 /// Smooth value noise in [0, 1].
 fn vnoise(x: f32, y: f32, s: u32) -> f32 {
-    let (xi, yi) = (x.floor(), y.floor());
+    let (xi, yi) = (floor(x), floor(y));
     let (fx, fy) = (x - xi, y - yi);
     let (xi, yi) = (xi as i32, yi as i32);
     let sm = |t: f32| t * t * (3.0 - 2.0 * t);
@@ -482,6 +482,17 @@ fn vnoise(x: f32, y: f32, s: u32) -> f32 {
     let c = unit(hash2(xi, yi + 1, s));
     let d = unit(hash2(xi + 1, yi + 1, s));
     (a + (b - a) * u) * (1.0 - v) + (c + (d - c) * u) * v
+}
+
+/// `x.floor()` for |x| < 2^31 without a libm call (no SSE4.1 `roundss` in the
+/// baseline x86-64 target).
+fn floor(x: f32) -> f32 {
+    let t = x as i32 as f32;
+    if t > x {
+        t - 1.0
+    } else {
+        t
+    }
 }
 
 fn fbm(x: f32, y: f32, s: u32, oct: u32) -> f32 {
@@ -909,44 +920,61 @@ fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
             low[i * 3..i * 3 + 3].copy_from_slice(&[c[0] * 255.0, c[1] * 255.0, c[2] * 255.0]);
         }
     }
-    // Upsample bilinearly to full size (vertical pass into a row buffer, then
-    // horizontal) and add a fine luminance grain.
+    // Upsample bilinearly to full size and add a fine luminance grain:
+    // interpolate every low-res row horizontally to full width, then each
+    // output row is a straight (vectorisable) vertical blend of two of them.
     let (w, h) = (sc.w, sc.h);
-    let mut rgb = vec![0u8; w * h * 3];
-    let xs: Vec<(usize, f32)> = (0..w)
+    let xs: Vec<(usize, usize, f32)> = (0..w)
         .map(|x| {
             let f = ((x as f32 + 0.5) / kf - 0.5).clamp(0.0, (lw - 1) as f32);
             let x0 = (f.floor() as usize).min(lw.saturating_sub(2));
-            (x0 * 3, f - x0 as f32)
+            let x1 = (x0 + 1).min(lw - 1);
+            (x0 * 3, x1 * 3, f - x0 as f32)
         })
         .collect();
-    let mut tmp = vec![0f32; lw * 3 + 3];
+    let mut hrows = vec![0f32; lh * w * 3];
+    for (lrow, hrow) in low.chunks_exact(lw * 3).zip(hrows.chunks_exact_mut(w * 3)) {
+        for (px, &(x0, x1, tx)) in hrow.chunks_exact_mut(3).zip(&xs) {
+            for ch in 0..3 {
+                let (a, b) = (lrow[x0 + ch], lrow[x1 + ch]);
+                px[ch] = a + (b - a) * tx;
+            }
+        }
+    }
+    // The grain: a per-image table of luminance steps (one value per pixel,
+    // repeated over its three channels), read at a pseudo-random offset per row.
+    const GRAIN_SPAN: usize = 4096;
     let mut state = sc.noise_seed | 1;
+    let mut xorshift = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let grain: Vec<f32> = (0..w + GRAIN_SPAN)
+        .flat_map(|_| {
+            let n = ((xorshift() >> 29) as f32 - 3.5) * 0.4;
+            [n; 3]
+        })
+        .collect();
+    let mut rgb = vec![0u8; w * h * 3];
     for (y, row) in rgb.chunks_exact_mut(w * 3).enumerate() {
         let fy = ((y as f32 + 0.5) / kf - 0.5).clamp(0.0, (lh - 1) as f32);
         let y0 = (fy.floor() as usize).min(lh.saturating_sub(2));
         let y1 = (y0 + 1).min(lh - 1);
         let ty = fy - y0 as f32;
         let (r0, r1) = (
-            &low[y0 * lw * 3..(y0 + 1) * lw * 3],
-            &low[y1 * lw * 3..(y1 + 1) * lw * 3],
+            &hrows[y0 * w * 3..(y0 + 1) * w * 3],
+            &hrows[y1 * w * 3..(y1 + 1) * w * 3],
         );
-        for ((t, &a), &b) in tmp.iter_mut().zip(r0).zip(r1) {
-            *t = a + (b - a) * ty;
-        }
-        if lw == 1 {
-            tmp.copy_within(0..3, 3);
-        }
-        for (px, &(x0, tx)) in row.chunks_exact_mut(3).zip(&xs) {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            let n = ((state >> 29) as f32 - 3.5) * 0.4;
-            let p = &tmp[x0..x0 + 6];
-            for ch in 0..3 {
-                let v = p[ch] + (p[ch + 3] - p[ch]) * tx;
-                px[ch] = (v + if v > 4.0 { n } else { 0.0 }) as u8;
-            }
+        let off = (xorshift() as usize % GRAIN_SPAN) * 3;
+        let g = &grain[off..off + w * 3];
+        for (((o, &a), &b), &n) in row.iter_mut().zip(r0).zip(r1).zip(g) {
+            let v = a + (b - a) * ty;
+            let v = v + if v > 4.0 { n } else { 0.0 };
+            // Truncation to 0..=255 via the float's mantissa (vectorises,
+            // unlike a saturating `as u8`).
+            *o = ((v - 0.5).clamp(0.0, 255.0) + 8_388_608.0).to_bits() as u8;
         }
     }
     let mut out = Vec::with_capacity(w * h / 4);
