@@ -412,9 +412,14 @@ pub fn cache_root() -> PathBuf {
     std::env::temp_dir().join("palm-cnn")
 }
 
+/// Version of the image generator, part of the cache folder's name: bump it whenever a change
+/// alters the generated pixels, so that a cache written by older code is not mistaken for the
+/// current set.
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// The synthetic set for `seed` and `size`, generated once into
-/// [`cache_root`]`/synthetic-<seed>-<size>` (size `real` for the real sizes'
-/// mix) and reused afterwards. Generation is atomic (see [`generate_with`]); if
+/// [`cache_root`]`/synthetic-v<version>-<seed>-<size>` (size `real` for the real sizes'
+/// mix; version [`GENERATOR_VERSION`]) and reused afterwards. Generation is atomic (see [`generate_with`]); if
 /// two processes race, the second one's rename fails harmlessly and the first
 /// one's set is used.
 pub fn cached_data_dir(seed: u64, size: Option<(usize, usize)>, progress: bool) -> Result<PathBuf> {
@@ -422,7 +427,7 @@ pub fn cached_data_dir(seed: u64, size: Option<(usize, usize)>, progress: bool) 
         Some((w, h)) => format!("{w}x{h}"),
         None => "real".to_string(),
     };
-    let dir = cache_root().join(format!("synthetic-{seed}-{tag}"));
+    let dir = cache_root().join(format!("synthetic-v{GENERATOR_VERSION}-{seed}-{tag}"));
     if is_complete(&dir) {
         return Ok(dir);
     }
