@@ -142,6 +142,14 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 0,
     },
+    // Direct path, unpadded, wider than one 32-output register segment plus a tail.
+    ConvCase {
+        shape: (1, 2, 40, 38),
+        out_channels: 3,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 0,
+    },
     // The 1×1 direct path.
     ConvCase {
         shape: (2, 5, 4, 3),
