@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod plot;
 pub mod summary;
 pub mod train;

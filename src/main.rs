@@ -307,6 +307,13 @@ where
         };
         return Err(e.context(kept));
     }
+    write_plots(&history, &out)?;
+    if C == 1 && !history.epochs.is_empty() {
+        let ev = train::evaluate(&model, dev, va, cfg.batch_size)?;
+        for p in palm_cnn::plot::roc_from_scores(&ev.scores, &ev.labels)?.save(&out, "roc")? {
+            println!("plot: {}", p.display());
+        }
+    }
     match history.epochs.last() {
         Some(e) => println!(
             "done: {kind}, {} epochs, validation accuracy {:.4}, AUC {}, loss {:.4}; checkpoint {}",
@@ -319,6 +326,20 @@ where
         None => {
             checkpoint::save(&model, kind, &ck)?;
             println!("done: 0 epochs; checkpoint {}", ck.display());
+        }
+    }
+    Ok(())
+}
+
+fn write_plots(history: &History, out: &Path) -> Result<()> {
+    use palm_cnn::plot;
+    let mut figs = vec![("loss", plot::loss_curve(history)?), ("metrics", plot::epoch_metrics(history)?)];
+    if let Some(c) = history.epochs.last().and_then(|e| e.val_confusion) {
+        figs.push(("confusion", plot::confusion_matrix(&c)?));
+    }
+    for (stem, fig) in figs {
+        for p in fig.save(out, stem)? {
+            println!("plot: {}", p.display());
         }
     }
     Ok(())
