@@ -590,7 +590,12 @@ where
     let bar = progress_bar(cfg.verbose, (cfg.epochs * train.len()) as u64);
     let say = |line: String| {
         if cfg.verbose {
-            bar.println(line);
+            // A bar drawn to a non-terminal is hidden and would swallow the line.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
         }
     };
     for epoch in 0..cfg.epochs {
