@@ -333,7 +333,10 @@ where
 
 fn write_plots(history: &History, out: &Path) -> Result<()> {
     use palm_cnn::plot;
-    let mut figs = vec![("loss", plot::loss_curve(history)?), ("metrics", plot::epoch_metrics(history)?)];
+    let mut figs = vec![
+        ("loss", plot::loss_curve(history)?),
+        ("metrics", plot::epoch_metrics(history)?),
+    ];
     if let Some(c) = history.epochs.last().and_then(|e| e.val_confusion) {
         figs.push(("confusion", plot::confusion_matrix(&c)?));
     }
