@@ -222,22 +222,20 @@ impl Conv2dGeometry {
         let w = MatRef::new(weight, o, k);
         let mut out = if self.prefers_direct() {
             self.direct_forward(x, weight)
-        } else {
-            vec![E::zero(); self.batch * self.out_sample_len()]
-        };
-        if self.prefers_direct() {
-            // Done above; only the bias is left.
         } else if self.is_pointwise() {
             // The input sample already is the patch matrix: no copy at all.
             let gemm_threads = self.gemm_threads();
+            let mut out = vec![E::zero(); self.batch * self.out_sample_len()];
             out.par_chunks_mut(self.out_sample_len().max(1))
                 .zip(x.par_chunks(self.in_sample_len().max(1)))
                 .for_each(|(y, xb)| matmul(y, w, MatRef::new(xb, k, n), false, gemm_threads));
+            out
         } else {
             let col = self.im2col_batch(x);
             let mut y_t = vec![E::zero(); o * self.batch * n];
             matmul(&mut y_t, w, MatRef::new(&col, k, self.batch * n), false, threads());
             drop(col);
+            let mut out = vec![E::zero(); self.batch * self.out_sample_len()];
             out.par_chunks_mut(self.out_sample_len().max(1))
                 .enumerate()
                 .for_each(|(b, yb)| {
@@ -245,7 +243,8 @@ impl Conv2dGeometry {
                         dst.copy_from_slice(&y_t[(oc * self.batch + b) * n..][..n]);
                     }
                 });
-        }
+            out
+        };
         if let Some(bias) = bias {
             out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, plane)| {
                 let b = bias[i % o];
