@@ -9,14 +9,25 @@
 //! - [`summary`]: layer-shape tables.
 //! - [`bench`]: training and evaluation throughput.
 //! - [`data`]: the course's data layout, the synthetic stand-in, MNIST.
+//! - [`train`], [`metrics`], [`checkpoint`], [`plot`]: the training loop, its metrics,
+//!   safetensors checkpoints and figures.
+//! - [`network`]: any model behind one non-generic type ([`network::Network`]).
+//! - [`experiment`]: one training run from data to run folder ([`experiment::Experiment`]).
+//! - [`notebook`]: what the evcxr notebooks need beyond that (quick mode, image grids).
 #![warn(missing_docs)]
+
+/// dfdx, re-exported so that notebooks and users see the version this crate is built on.
+pub use dfdx;
 
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod experiment;
 pub mod metrics;
 pub mod models;
+pub mod network;
 pub mod nn;
+pub mod notebook;
 pub mod ops;
 pub mod plot;
 pub mod summary;

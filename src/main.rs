@@ -2,14 +2,13 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use dfdx::prelude::*;
 use palm_cnn::bench::{self, BenchConfig};
-use palm_cnn::checkpoint::{self, Checkpoint};
-use palm_cnn::data::{self, LoadOptions, PalmLoader};
-use palm_cnn::models::{AlexNet, LeNetMnist, LeNetPalm, ModelKind};
-use palm_cnn::train::{
-    self, BatchSource, Evaluation, History, InMemory, OptimizerKind, PalmShape, PalmSource, TrainConfig, Trainable,
-};
+use palm_cnn::checkpoint;
+use palm_cnn::data;
+use palm_cnn::experiment::Experiment;
+use palm_cnn::models::ModelKind;
+use palm_cnn::network::{Datasets, Network};
+use palm_cnn::train::OptimizerKind;
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -37,7 +36,7 @@ struct Cli {
 
 #[derive(Parser, Clone)]
 struct TrainArgs {
-    /// lenet-mnist, lenet-palm or alexnet.
+    /// lenet-mnist, lenet-palm, lenet-palm-relu or alexnet.
     #[arg(long, default_value = "alexnet")]
     model: ModelKind,
     /// iChallenge-PM folder (default: $PALM_DATA or the cached synthetic set). Ignored for
@@ -123,7 +122,7 @@ enum Command {
     ///
     /// Example: palm-cnn summary --model lenet-mnist --batch 3
     Summary {
-        /// lenet-mnist, lenet-palm or alexnet.
+        /// lenet-mnist, lenet-palm, lenet-palm-relu or alexnet.
         #[arg(long)]
         model: ModelKind,
         /// Batch size of the random input whose shapes are shown (the course uses 3).
@@ -193,164 +192,14 @@ fn run_bench(batch: usize, steps: usize, json: Option<&std::path::Path>) -> Resu
     Ok(())
 }
 
-/// Seed of the `--limit` subsets: fixed, so `train` and `eval` pick the same samples.
-const SUBSET_SEED: u64 = 0x5EED;
-
-/// A seeded subset of at most `limit` samples, in the original order.
-fn subset<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {
-    let seed = SUBSET_SEED;
-    match limit {
-        Some(l) if l < items.len() => {
-            let mut idx = data::epoch_order(items.len(), seed, u64::MAX)[..l].to_vec();
-            idx.sort_unstable();
-            idx.into_iter().map(|i| items[i].clone()).collect()
-        }
-        _ => items.to_vec(),
-    }
-}
-
-fn palm_root(data: Option<&Path>) -> Result<PathBuf> {
-    match data {
-        Some(p) => Ok(p.to_path_buf()),
-        None => Ok(data::default_data_dir().context("preparing the synthetic data set")?),
-    }
-}
-
-/// Training and validation loaders of the PALM set.
-fn palm_loaders(
-    data: Option<&Path>,
-    limit: Option<usize>,
-    augment: bool,
-    progress: bool,
-) -> Result<(PalmLoader<224>, PalmLoader<224>)> {
-    let root = palm_root(data)?;
-    let ds = data::open(&root).with_context(|| format!("opening {}", root.display()))?;
-    let opts = LoadOptions {
-        augment: augment.then(data::Augment::default),
-        progress,
-        ..LoadOptions::default()
-    };
-    let train = PalmLoader::from_samples(subset(&ds.train.samples, limit), opts.clone());
-    let valid = PalmLoader::from_samples(subset(&ds.valid.samples, limit), LoadOptions { augment: None, ..opts });
-    train.preload()?;
-    valid.preload()?;
-    Ok((train, valid))
-}
-
-fn mnist_sets(limit: Option<usize>) -> Result<(InMemory<MnistShape, 10>, InMemory<MnistShape, 10>)> {
-    let (tr, te) = data::mnist::builtin_split()?;
-    let cut = |m: &data::mnist::Mnist| -> Result<InMemory<MnistShape, 10>> {
-        let idx = subset(&(0..m.len()).collect::<Vec<_>>(), limit);
-        let images = idx.iter().flat_map(|&i| m.image(i).to_vec()).collect();
-        let labels = idx.iter().map(|&i| m.labels[i]).collect();
-        Ok(InMemory::from_mnist(&data::mnist::Mnist { images, labels }))
-    };
-    Ok((cut(&tr)?, cut(&te)?))
-}
-
-type MnistShape = (usize, Const<1>, Const<28>, Const<28>);
-
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-fn train_model<M, S, const C: usize>(
-    mut model: M,
-    kind: ModelKind,
-    dev: &Cpu,
-    tr: &dyn BatchSource<S, C>,
-    va: &dyn BatchSource<S, C>,
-    cfg: &TrainConfig,
-    args: &TrainArgs,
-) -> Result<()>
-where
-    M: Trainable<S, C>,
-    S: Shape,
-{
-    if let Some(r) = &args.resume {
-        checkpoint::load(&mut model, kind, r)?;
-    }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let ck = out.join("model.safetensors");
-    if cfg.verbose {
-        eprintln!(
-            "training {kind} on {} images, validating on {}: {:?} lr {}, {} epochs, batch {}, seed {} -> {}",
-            tr.len(),
-            va.len(),
-            cfg.optimizer,
-            cfg.lr,
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.seed,
-            out.display()
-        );
-    }
-    let mut history = History::new(kind.name(), cfg);
-    let result = train::train(&mut model, dev, tr, va, cfg, &mut history, |m, h| {
-        checkpoint::save(m, kind, &ck)?;
-        h.save(&out)
-    });
-    history.save(&out)?;
-    if let Err(e) = result {
-        let kept = if history.epochs.is_empty() {
-            "no checkpoint was written".to_string()
-        } else {
-            format!(
-                "the checkpoint of epoch {} is kept in {}",
-                history.epochs.len() - 1,
-                ck.display()
-            )
-        };
-        return Err(e.context(kept));
-    }
-    write_plots(&history, &out)?;
-    if C == 1 && !history.epochs.is_empty() {
-        let ev = train::evaluate(&model, dev, va, cfg.batch_size)?;
-        for p in palm_cnn::plot::roc_from_scores(&ev.scores, &ev.labels)?.save(&out, "roc")? {
-            println!("plot: {}", p.display());
-        }
-    }
-    match history.epochs.last() {
-        Some(e) => println!(
-            "done: {kind}, {} epochs, validation accuracy {:.4}, AUC {}, loss {:.4}; checkpoint {}",
-            history.epochs.len(),
-            e.val_accuracy,
-            fmt_opt(e.val_auc),
-            e.val_loss,
-            ck.display()
-        ),
-        None => {
-            checkpoint::save(&model, kind, &ck)?;
-            println!("done: 0 epochs; checkpoint {}", ck.display());
-        }
-    }
-    Ok(())
-}
-
-fn write_plots(history: &History, out: &Path) -> Result<()> {
-    use palm_cnn::plot;
-    let mut figs = vec![
-        ("loss", plot::loss_curve(history)?),
-        ("metrics", plot::epoch_metrics(history)?),
-    ];
-    if let Some(c) = history.epochs.last().and_then(|e| e.val_confusion) {
-        figs.push(("confusion", plot::confusion_matrix(&c)?));
-    }
-    for (stem, fig) in figs {
-        for p in fig.save(out, stem)? {
-            println!("plot: {}", p.display());
-        }
-    }
-    Ok(())
-}
-
 fn run_train(args: &TrainArgs) -> Result<()> {
     let kind = args.model;
-    let mut cfg = TrainConfig::course(kind);
+    let mut exp = Experiment::course(kind);
+    let cfg = &mut exp.config;
     cfg.seed = args.seed;
     cfg.momentum = args.momentum;
     cfg.weight_decay = args.weight_decay;
@@ -369,34 +218,44 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     if let Some(v) = args.optimizer {
         cfg.optimizer = v;
     }
-    let dev = Cpu::seed_from_u64(cfg.seed);
-    match kind {
-        ModelKind::LeNetMnist => {
-            let (tr, va) = mnist_sets(args.limit)?;
-            train_model(dev.build_module::<LeNetMnist, f32>(), kind, &dev, &tr, &va, &cfg, args)
-        }
-        ModelKind::LeNetPalm | ModelKind::AlexNet => {
-            let (tr, va) = palm_loaders(args.data.as_deref(), args.limit, args.augment, cfg.verbose)?;
-            let (tr, va) = (PalmSource(&tr), PalmSource(&va));
-            if kind == ModelKind::AlexNet {
-                train_model(dev.build_module::<AlexNet, f32>(), kind, &dev, &tr, &va, &cfg, args)
-            } else {
-                train_model(dev.build_module::<LeNetPalm, f32>(), kind, &dev, &tr, &va, &cfg, args)
-            }
-        }
+    exp.data = args.data.clone();
+    exp.limit = args.limit;
+    exp.augment = args.augment;
+    exp.resume = args.resume.clone();
+    if let Some(out) = &args.out {
+        exp.out = out.clone();
     }
-}
-
-fn eval_with<M: Trainable<S, C>, S: Shape, const C: usize>(
-    mut model: M,
-    kind: ModelKind,
-    path: &Path,
-    dev: &Cpu,
-    src: &dyn BatchSource<S, C>,
-    batch: usize,
-) -> Result<Evaluation> {
-    checkpoint::load(&mut model, kind, path)?;
-    train::evaluate(&model, dev, src, batch)
+    let data = exp.load_data()?;
+    let cfg = &exp.config;
+    if cfg.verbose {
+        eprintln!(
+            "training {kind} on {} images, validating on {}: {:?} lr {}, {} epochs, batch {}, seed {} -> {}",
+            data.train_len(),
+            data.valid_len(),
+            cfg.optimizer,
+            cfg.lr,
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.seed,
+            exp.out.display()
+        );
+    }
+    let outcome = exp.run_on(&data)?;
+    for p in &outcome.plots {
+        println!("plot: {}", p.display());
+    }
+    match outcome.history.epochs.last() {
+        Some(e) => println!(
+            "done: {kind}, {} epochs, validation accuracy {:.4}, AUC {}, loss {:.4}; checkpoint {}",
+            outcome.history.epochs.len(),
+            e.val_accuracy,
+            fmt_opt(e.val_auc),
+            e.val_loss,
+            outcome.checkpoint.display()
+        ),
+        None => println!("done: 0 epochs; checkpoint {}", outcome.checkpoint.display()),
+    }
+    Ok(())
 }
 
 fn run_eval(
@@ -407,30 +266,10 @@ fn run_eval(
     json: Option<&Path>,
 ) -> Result<()> {
     anyhow::ensure!(batch > 0, "--batch-size must be at least 1");
-    let kind = Checkpoint::read(checkpoint)?.model_kind()?;
-    let dev = Cpu::seed_from_u64(0);
-    let ev = match kind {
-        ModelKind::LeNetMnist => {
-            let (_, te) = mnist_sets(limit)?;
-            eval_with(
-                dev.build_module::<LeNetMnist, f32>(),
-                kind,
-                checkpoint,
-                &dev,
-                &te,
-                batch,
-            )?
-        }
-        ModelKind::LeNetPalm | ModelKind::AlexNet => {
-            let (_, va) = palm_loaders(data, limit, false, false)?;
-            let va = PalmSource(&va);
-            if kind == ModelKind::AlexNet {
-                eval_with(dev.build_module::<AlexNet, f32>(), kind, checkpoint, &dev, &va, batch)?
-            } else {
-                eval_with(dev.build_module::<LeNetPalm, f32>(), kind, checkpoint, &dev, &va, batch)?
-            }
-        }
-    };
+    let network = Network::load(checkpoint)?;
+    let kind = network.kind();
+    let data = Datasets::for_model(kind, data, limit, false, false)?;
+    let ev = network.evaluate(&data, batch)?;
     println!("[validation] accuracy/loss: {:.4}/{:.4}", ev.accuracy, ev.loss);
     if let Some(c) = ev.confusion {
         println!(
@@ -453,91 +292,44 @@ fn run_eval(
     Ok(())
 }
 
-fn predict_with<M: Trainable<PalmShape, 1>>(
-    mut model: M,
-    kind: ModelKind,
-    path: &Path,
-    images: &[PathBuf],
-) -> Result<()> {
-    checkpoint::load(&mut model, kind, path)?;
-    let dev = Cpu::default();
+fn run_predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
+    let network = Network::load(checkpoint)?;
+    anyhow::ensure!(
+        network.kind() != ModelKind::LeNetMnist,
+        "{}: predict is for the fundus models (lenet-palm, lenet-palm-relu, alexnet), this is {}",
+        checkpoint.display(),
+        network.kind()
+    );
     for img in images {
-        let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
-        let chw = data::image::decode_to_chw(
-            &raw,
-            img,
-            224,
-            data::DecodeMode::default(),
-            data::ChannelOrder::default(),
-        )?;
-        let x: Vec<f32> = chw.iter().map(|&b| data::transform::normalize(b)).collect();
-        let logits = model
-            .try_forward(dev.tensor_from_vec(x, (1, Const::<3>, Const::<224>, Const::<224>)))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let (p, _) = train::scores_of(&logits);
+        let p = network.predict_files(std::slice::from_ref(img))?;
         println!("{}\t{:.6}", img.display(), p[0]);
     }
     Ok(())
 }
 
-fn run_predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
-    let kind = Checkpoint::read(checkpoint)?.model_kind()?;
-    let dev = Cpu::default();
-    match kind {
-        ModelKind::AlexNet => predict_with(dev.build_module::<AlexNet, f32>(), kind, checkpoint, images),
-        ModelKind::LeNetPalm => predict_with(dev.build_module::<LeNetPalm, f32>(), kind, checkpoint, images),
-        ModelKind::LeNetMnist => anyhow::bail!(
-            "{}: predict is for the fundus models (lenet-palm, alexnet), this is {kind}",
-            checkpoint.display()
-        ),
-    }
-}
-
-fn sample_with<M: Trainable<S, C>, S: train::BatchShape, const C: usize>(
-    mut model: M,
-    kind: ModelKind,
-    ck: &Path,
-    out: &Path,
-    batch: usize,
-    seed: u64,
-) -> Result<()> {
-    checkpoint::load(&mut model, kind, ck)?;
-    let set = InMemory::<S, C>::random(batch, seed);
-    let dev = Cpu::default();
-    let mut b = set.batches(&dev, batch, None)?;
-    let x = b.next().context("empty batch")??.images;
-    let in_shape: Vec<usize> = x.shape().concrete().into_iter().collect();
-    let logits = model.try_forward(x.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+fn run_sample(ck: &Path, out: &Path, batch: usize, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    anyhow::ensure!(batch > 0, "--batch must be at least 1");
+    let network = Network::load(ck)?;
+    let kind = network.kind();
+    let [c, h, w] = network.input_shape();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let input: Vec<f32> = (0..batch * c * h * w).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let logits = network.logits(&input)?;
     let meta = [(checkpoint::MODEL_KEY.to_string(), kind.name().to_string())]
         .into_iter()
         .collect();
+    let classes = logits.len() / batch;
     checkpoint::write_tensors(
         out,
         &[
-            ("input", in_shape, x.as_vec()),
-            ("logits", vec![batch, C], logits.as_vec()),
+            ("input", vec![batch, c, h, w], input),
+            ("logits", vec![batch, classes], logits),
         ],
         &meta,
     )?;
     println!("wrote {} ({kind}, batch {batch})", out.display());
     Ok(())
-}
-
-fn run_sample(ck: &Path, out: &Path, batch: usize, seed: u64) -> Result<()> {
-    anyhow::ensure!(batch > 0, "--batch must be at least 1");
-    let kind = Checkpoint::read(ck)?.model_kind()?;
-    let dev = Cpu::default();
-    match kind {
-        ModelKind::LeNetMnist => {
-            sample_with::<_, MnistShape, 10>(dev.build_module::<LeNetMnist, f32>(), kind, ck, out, batch, seed)
-        }
-        ModelKind::LeNetPalm => {
-            sample_with::<_, PalmShape, 1>(dev.build_module::<LeNetPalm, f32>(), kind, ck, out, batch, seed)
-        }
-        ModelKind::AlexNet => {
-            sample_with::<_, PalmShape, 1>(dev.build_module::<AlexNet, f32>(), kind, ck, out, batch, seed)
-        }
-    }
 }
 
 fn main() {

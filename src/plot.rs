@@ -1,5 +1,6 @@
 //! Training plots: the loss per batch, the validation metrics per epoch, the ROC curve and
-//! the confusion matrix, drawn with plotters as SVG and PNG.
+//! the confusion matrix, drawn with plotters as SVG and PNG; and grids of captioned pictures
+//! (fundus photos, digits) for the notebooks.
 //!
 //! Text is rendered with an embedded font (DejaVu Sans, `assets/fonts/`) through plotters'
 //! `ab_glyph` backend, so no system font library (fontconfig, freetype) is needed.
@@ -78,6 +79,143 @@ enum Spec {
         /// Rows = true class, columns = predicted class.
         m: [[usize; 2]; 2],
     },
+    Images {
+        title: String,
+        columns: usize,
+        tiles: Vec<Tile>,
+    },
+}
+
+/// One picture of an [`image_grid`]: 8-bit RGB pixels and a caption under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tile {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `width * height * 3` bytes, row-major, R, G, B.
+    pub rgb: Vec<u8>,
+    /// Text under the picture (may be empty).
+    pub caption: String,
+}
+
+impl Tile {
+    /// A tile from interleaved RGB bytes, shrunk (bilinear) so that its longer side is at most
+    /// `max_side` pixels.
+    ///
+    /// # Errors
+    /// When `rgb` does not hold `width * height * 3` bytes.
+    pub fn from_rgb(rgb: &[u8], width: usize, height: usize, max_side: usize, caption: &str) -> Result<Self> {
+        anyhow::ensure!(
+            width > 0 && height > 0 && rgb.len() == width * height * 3,
+            "{} bytes are not a {width}×{height} RGB image",
+            rgb.len()
+        );
+        let scale = (max_side as f64 / width.max(height) as f64).min(1.0);
+        let (w, h) = (
+            ((width as f64 * scale).round() as usize).max(1),
+            ((height as f64 * scale).round() as usize).max(1),
+        );
+        let rgb = if (w, h) == (width, height) {
+            rgb.to_vec()
+        } else {
+            crate::data::transform::resize_linear(rgb, width, height, 3, w, h)
+        };
+        Ok(Tile {
+            width: w,
+            height: h,
+            rgb,
+            caption: caption.to_string(),
+        })
+    }
+
+    /// A tile from a model input: planar `channels × side × side` floats in [-1, 1] (the course's
+    /// `x/255*2-1`), in channel order `order` (1 channel: grey), shown `zoom` times larger
+    /// (nearest neighbour).
+    ///
+    /// # Errors
+    /// When `chw` does not hold `channels * side * side` values or `channels` is not 1 or 3.
+    pub fn from_chw(
+        chw: &[f32],
+        channels: usize,
+        side: usize,
+        order: crate::data::ChannelOrder,
+        zoom: usize,
+        caption: &str,
+    ) -> Result<Self> {
+        anyhow::ensure!(
+            (channels == 1 || channels == 3) && chw.len() == channels * side * side && zoom > 0,
+            "{} values are not a {channels}×{side}×{side} image (1 or 3 channels)",
+            chw.len()
+        );
+        let plane = side * side;
+        let byte = |v: f32| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+        let (r, b) = match order {
+            crate::data::ChannelOrder::Rgb => (0, 2),
+            crate::data::ChannelOrder::Bgr => (2, 0),
+        };
+        let w = side * zoom;
+        let mut rgb = Vec::with_capacity(w * w * 3);
+        for y in 0..w {
+            for x in 0..w {
+                let i = (y / zoom) * side + x / zoom;
+                if channels == 1 {
+                    let g = byte(chw[i]);
+                    rgb.extend_from_slice(&[g, g, g]);
+                } else {
+                    rgb.extend_from_slice(&[byte(chw[r * plane + i]), byte(chw[plane + i]), byte(chw[b * plane + i])]);
+                }
+            }
+        }
+        Ok(Tile {
+            width: w,
+            height: w,
+            rgb,
+            caption: caption.to_string(),
+        })
+    }
+}
+
+/// Pixels reserved under each tile for its caption.
+const CAPTION_H: usize = 26;
+/// Pixels reserved above the grid for the title.
+const TITLE_H: usize = 40;
+/// Gap between tiles.
+const GAP: usize = 10;
+
+/// Pictures in a grid of `columns` columns, each with its caption, under `title`: one figure
+/// (evcxr shows one image per cell). Rendered as a PNG; its SVG form embeds that PNG.
+pub fn image_grid(title: &str, tiles: &[Tile], columns: usize) -> Result<Figure> {
+    anyhow::ensure!(!tiles.is_empty(), "an image grid needs at least one picture");
+    let columns = columns.clamp(1, tiles.len());
+    let rows = tiles.len().div_ceil(columns);
+    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
+    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
+    let width = (GAP + columns * (cell_w + GAP)) as u32;
+    let height = (TITLE_H + rows * (cell_h + GAP)) as u32;
+    Figure::new(
+        Spec::Images {
+            title: title.to_string(),
+            columns,
+            tiles: tiles.to_vec(),
+        },
+        width,
+        height,
+    )
+}
+
+/// Copies the tiles into `rgb` (the figure's `width`-wide RGB buffer) at their grid cells.
+fn blit_tiles(rgb: &mut [u8], width: usize, columns: usize, tiles: &[Tile]) {
+    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
+    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
+    for (k, t) in tiles.iter().enumerate() {
+        let x0 = GAP + (k % columns) * (cell_w + GAP) + (cell_w - t.width) / 2;
+        let y0 = TITLE_H + (k / columns) * (cell_h + GAP);
+        for y in 0..t.height {
+            let dst = ((y0 + y) * width + x0) * 3;
+            rgb[dst..dst + t.width * 3].copy_from_slice(&t.rgb[y * t.width * 3..(y + 1) * t.width * 3]);
+        }
+    }
 }
 
 /// A figure, kept as its data: rendered to SVG on creation and to PNG on demand.
@@ -93,6 +231,20 @@ impl Figure {
     fn new(spec: Spec, width: u32, height: u32) -> Result<Self> {
         register_fonts();
         let mut svg = String::new();
+        if let Spec::Images { .. } = spec {
+            use base64::Engine;
+            let mut fig = Figure {
+                spec,
+                width,
+                height,
+                svg,
+            };
+            let png = base64::engine::general_purpose::STANDARD.encode(fig.to_png()?);
+            fig.svg = format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\"><image width=\"{width}\" height=\"{height}\" href=\"data:image/png;base64,{png}\"/></svg>"
+            );
+            return Ok(fig);
+        }
         {
             let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
             draw(&spec, &root).map_err(|e| anyhow!("drawing SVG: {e}"))?;
@@ -125,6 +277,9 @@ impl Figure {
             let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
             draw(&self.spec, &root).map_err(|e| anyhow!("drawing PNG: {e}"))?;
             root.present().map_err(|e| anyhow!("rendering PNG: {e}"))?;
+        }
+        if let Spec::Images { columns, tiles, .. } = &self.spec {
+            blit_tiles(&mut rgb, w as usize, *columns, tiles);
         }
         let mut out = Vec::new();
         {
@@ -297,7 +452,33 @@ fn draw<DB: DrawingBackend>(spec: &Spec, root: &DrawingArea<DB, Shift>) -> DrawR
         Spec::Epochs { .. } => draw_epochs(root, spec),
         Spec::Roc { points, auc } => draw_roc(root, points, *auc),
         Spec::Confusion { m } => draw_confusion(root, m),
+        Spec::Images { title, columns, tiles } => draw_image_captions(root, title, *columns, tiles),
     }
+}
+
+/// The title and the captions of an image grid (the pixels are copied in by [`blit_tiles`]).
+fn draw_image_captions<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    columns: usize,
+    tiles: &[Tile],
+) -> DrawResult<DB> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let (width, _) = root.dim_in_pixel();
+    let centred = |size: f64| font(size).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+    root.draw(&Text::new(
+        title.to_string(),
+        (width as i32 / 2, TITLE_H as i32 / 2),
+        centred(22.0),
+    ))?;
+    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
+    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
+    for (k, t) in tiles.iter().enumerate() {
+        let x = GAP + (k % columns) * (cell_w + GAP) + cell_w / 2;
+        let y = TITLE_H + (k / columns) * (cell_h + GAP) + t.height + CAPTION_H / 2;
+        root.draw(&Text::new(t.caption.clone(), (x as i32, y as i32), centred(14.0)))?;
+    }
+    Ok(())
 }
 
 fn draw_loss<DB: DrawingBackend>(

@@ -1,10 +1,51 @@
-//! Layer-shape summaries: layer name, output shape and parameter count, as text or HTML.
+//! Layer-shape summaries: layer name, output shape and parameter count, as text or HTML; and
+//! layer profiles, which add the value range of every layer's output for real inputs (to see
+//! saturated sigmoids or dead ReLUs).
 
 use dfdx::prelude::*;
 use std::fmt;
 
+/// Statistics of the values of one layer's output over a whole batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValueStats {
+    /// Smallest value.
+    pub min: f32,
+    /// Largest value.
+    pub max: f32,
+    /// Mean.
+    pub mean: f32,
+    /// Standard deviation (population).
+    pub std: f32,
+}
+
+impl ValueStats {
+    /// Statistics of `values` (accumulated in f64); `None` when empty.
+    pub fn of(values: &[f32]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+        let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+        for &v in values {
+            min = min.min(v);
+            max = max.max(v);
+            sum += v as f64;
+            sum_sq += v as f64 * v as f64;
+        }
+        let n = values.len() as f64;
+        let mean = sum / n;
+        let var = (sum_sq / n - mean * mean).max(0.0);
+        Some(ValueStats {
+            min,
+            max,
+            mean: mean as f32,
+            std: var.sqrt() as f32,
+        })
+    }
+}
+
 /// One layer's row in a [`Summary`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LayerRow {
     /// The course's layer name (`conv1`, `pool1`, …).
     pub name: String,
@@ -14,10 +55,12 @@ pub struct LayerRow {
     pub output_shape: Vec<usize>,
     /// Trainable parameters of this layer.
     pub params: usize,
+    /// Value statistics of the output (profiles only, see [`Summarize::profile`]).
+    pub stats: Option<ValueStats>,
 }
 
 /// A model's layer-shape table for one batch size.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// The model's type name.
     pub model: String,
@@ -25,12 +68,21 @@ pub struct Summary {
     pub input_shape: Vec<usize>,
     /// One row per layer, in forward order.
     pub rows: Vec<LayerRow>,
+    /// Whether rows record [`ValueStats`] of their outputs.
+    pub profiled: bool,
 }
 
 /// Models that can print their layer-shape table.
 pub trait Summarize {
     /// Runs a random batch of `batch` inputs through the model and records each layer's output.
     fn summary(&self, batch: usize) -> Summary;
+
+    /// Runs `inputs` (whole samples, flattened; in evaluation mode, dropout off) through the
+    /// model and records each layer's output shape and [`ValueStats`].
+    ///
+    /// # Errors
+    /// When `inputs` is empty or not a whole number of samples.
+    fn profile(&self, inputs: &[f32]) -> anyhow::Result<Summary>;
 }
 
 fn dims<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<usize> {
@@ -68,6 +120,15 @@ impl Summary {
             model: model.to_string(),
             input_shape: dims(input),
             rows: Vec::new(),
+            profiled: false,
+        }
+    }
+
+    /// Starts a profile: like [`Summary::new`], and every pushed row records [`ValueStats`].
+    pub fn profiled<S: Shape, T>(model: &str, input: &Tensor<S, f32, Cpu, T>) -> Self {
+        Self {
+            profiled: true,
+            ..Self::new(model, input)
         }
     }
 
@@ -78,6 +139,11 @@ impl Summary {
             kind: short_type_name(type_name),
             output_shape: dims(output),
             params,
+            stats: if self.profiled {
+                ValueStats::of(&output.as_vec())
+            } else {
+                None
+            },
         });
     }
 
@@ -88,14 +154,24 @@ impl Summary {
 
     /// The table as HTML, for notebooks.
     pub fn to_html(&self) -> String {
+        let stat_heads = if self.profiled {
+            "<th>min</th><th>mean</th><th>std</th><th>max</th>"
+        } else {
+            ""
+        };
         let mut html = format!(
-            "<table><caption>{} — input {}</caption><thead><tr><th>layer</th><th>type</th><th>output shape</th><th>parameters</th></tr></thead><tbody>",
+            "<table><caption>{} — input {}</caption><thead><tr><th>layer</th><th>type</th><th>output shape</th><th>parameters</th>{stat_heads}</tr></thead><tbody>",
             self.model,
             shape_text(&self.input_shape)
         );
+        let right = "<td style=\"text-align:right\">";
         for r in &self.rows {
+            let stats: String = stat_cells(r, self.profiled)
+                .iter()
+                .map(|c| format!("{right}{c}</td>"))
+                .collect();
             html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:right\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{right}{}</td>{stats}</tr>",
                 r.name,
                 r.kind,
                 shape_text(&r.output_shape),
@@ -103,8 +179,9 @@ impl Summary {
             ));
         }
         html.push_str(&format!(
-            "</tbody><tfoot><tr><th colspan=\"3\">total</th><th style=\"text-align:right\">{}</th></tr></tfoot></table>",
-            thousands(self.total_params())
+            "</tbody><tfoot><tr><th colspan=\"3\">total</th><th style=\"text-align:right\">{}</th>{}</tr></tfoot></table>",
+            thousands(self.total_params()),
+            if self.profiled { "<th colspan=\"4\"></th>" } else { "" }
         ));
         html
     }
@@ -112,6 +189,18 @@ impl Summary {
     /// Shows the table as HTML in an evcxr notebook cell.
     pub fn evcxr_display(&self) {
         println!("EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT", self.to_html());
+    }
+}
+
+/// The four statistics columns of a row (`min, mean, std, max`), empty without a profile.
+fn stat_cells(row: &LayerRow, profiled: bool) -> Vec<String> {
+    match (profiled, row.stats) {
+        (false, _) => Vec::new(),
+        (true, None) => vec![String::new(); 4],
+        (true, Some(v)) => [v.min, v.mean, v.std, v.max]
+            .iter()
+            .map(|x| format!("{x:.4}"))
+            .collect(),
     }
 }
 
@@ -126,24 +215,34 @@ impl fmt::Display for Summary {
             .max()
             .unwrap_or(12)
             .max(12);
+        let stat_head = if self.profiled {
+            format!("  {:>9}  {:>9}  {:>9}  {:>9}", "min", "mean", "std", "max")
+        } else {
+            String::new()
+        };
+        let rule = "-".repeat(name_w + kind_w + shape_w + 18 + stat_head.len());
         writeln!(f, "{} — input {}", self.model, shape_text(&self.input_shape))?;
         writeln!(
             f,
-            "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}",
+            "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}{stat_head}",
             "layer", "type", "output shape", "parameters"
         )?;
-        writeln!(f, "{}", "-".repeat(name_w + kind_w + shape_w + 18))?;
+        writeln!(f, "{rule}")?;
         for r in &self.rows {
+            let stats: String = stat_cells(r, self.profiled)
+                .iter()
+                .map(|c| format!("  {c:>9}"))
+                .collect();
             writeln!(
                 f,
-                "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}",
+                "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}{stats}",
                 r.name,
                 r.kind,
                 shape_text(&r.output_shape),
                 thousands(r.params)
             )?;
         }
-        writeln!(f, "{}", "-".repeat(name_w + kind_w + shape_w + 18))?;
+        writeln!(f, "{rule}")?;
         write!(
             f,
             "{:<w$}  {:>12}",

@@ -234,7 +234,7 @@ impl TrainConfig {
     pub fn course(kind: ModelKind) -> Self {
         let optimizer = match kind {
             ModelKind::AlexNet => OptimizerKind::Adam,
-            ModelKind::LeNetMnist | ModelKind::LeNetPalm => OptimizerKind::Momentum,
+            ModelKind::LeNetMnist | ModelKind::LeNetPalm | ModelKind::LeNetPalmRelu => OptimizerKind::Momentum,
         };
         TrainConfig {
             lr: 0.001,

@@ -1,8 +1,9 @@
 //! LeNet, as the course writes it: sigmoid activations, max pooling, a 120-channel 4×4 (MNIST)
-//! or 4×4 over 50×50 (iChallenge-PM) third convolution.
+//! or 4×4 over 50×50 (iChallenge-PM) third convolution; and LeNet-PALM with ReLU in place of
+//! the sigmoids, the first change the course's discussion suggests when LeNet does not learn.
 
 use crate::nn::{Conv2d, Flatten, MaxPool2d};
-use dfdx::nn::modules::{Linear, Sigmoid};
+use dfdx::nn::modules::{Linear, ReLU, Sigmoid};
 
 crate::network! {
     /// LeNet for 1×28×28 MNIST digits → 10 class logits. 41,806 parameters.
@@ -37,6 +38,26 @@ crate::network! {
         flatten: Flatten<300_000>,
         fc1: Linear<300_000, 64, E, D>,
         act4: Sigmoid,
+        fc2: Linear<64, 1, E, D>,
+    }
+}
+
+crate::network! {
+    /// [`LeNetPalm`] with ReLU activations in place of the sigmoids: same layers, same
+    /// 19,233,841 parameters, but activations that do not saturate (the sigmoid's derivative is
+    /// at most 1/4, so five sigmoid layers shrink the gradient reaching `conv1` by 4⁵ or more).
+    pub struct LeNetPalmRelu: [3, 224, 224] -> [1] {
+        conv1: Conv2d<3, 6, 5, 1, 0, 220, 220, E, D>,
+        act1: ReLU,
+        pool1: MaxPool2d<2, 2, 110, 110>,
+        conv2: Conv2d<6, 16, 5, 1, 0, 106, 106, E, D>,
+        act2: ReLU,
+        pool2: MaxPool2d<2, 2, 53, 53>,
+        conv3: Conv2d<16, 120, 4, 1, 0, 50, 50, E, D>,
+        act3: ReLU,
+        flatten: Flatten<300_000>,
+        fc1: Linear<300_000, 64, E, D>,
+        act4: ReLU,
         fc2: Linear<64, 1, E, D>,
     }
 }

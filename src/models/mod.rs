@@ -5,7 +5,7 @@ mod alexnet;
 mod lenet;
 
 pub use alexnet::AlexNet;
-pub use lenet::{LeNetMnist, LeNetPalm};
+pub use lenet::{LeNetMnist, LeNetPalm, LeNetPalmRelu};
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,19 +17,27 @@ pub enum ModelKind {
     LeNetMnist,
     /// [`LeNetPalm`]: 3×224×224 fundus photos, one logit.
     LeNetPalm,
+    /// [`LeNetPalmRelu`]: [`LeNetPalm`] with ReLU activations.
+    LeNetPalmRelu,
     /// [`AlexNet`]: 3×224×224 fundus photos, one logit.
     AlexNet,
 }
 
 impl ModelKind {
     /// All models, in the course's order.
-    pub const ALL: [ModelKind; 3] = [ModelKind::LeNetMnist, ModelKind::LeNetPalm, ModelKind::AlexNet];
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::LeNetMnist,
+        ModelKind::LeNetPalm,
+        ModelKind::LeNetPalmRelu,
+        ModelKind::AlexNet,
+    ];
 
-    /// The command-line name (`lenet-mnist`, `lenet-palm`, `alexnet`).
+    /// The command-line name (`lenet-mnist`, `lenet-palm`, `lenet-palm-relu`, `alexnet`).
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::LeNetMnist => "lenet-mnist",
             ModelKind::LeNetPalm => "lenet-palm",
+            ModelKind::LeNetPalmRelu => "lenet-palm-relu",
             ModelKind::AlexNet => "alexnet",
         }
     }
@@ -42,6 +50,7 @@ impl ModelKind {
         match self {
             ModelKind::LeNetMnist => dev.build_module::<LeNetMnist, f32>().summary(batch),
             ModelKind::LeNetPalm => dev.build_module::<LeNetPalm, f32>().summary(batch),
+            ModelKind::LeNetPalmRelu => dev.build_module::<LeNetPalmRelu, f32>().summary(batch),
             ModelKind::AlexNet => dev.build_module::<AlexNet, f32>().summary(batch),
         }
     }
@@ -56,10 +65,9 @@ impl fmt::Display for ModelKind {
 impl FromStr for ModelKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown model `{s}`; expected one of: lenet-mnist, lenet-palm, alexnet"))
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            format!("unknown model `{s}`; expected one of: lenet-mnist, lenet-palm, lenet-palm-relu, alexnet")
+        })
     }
 }
 
@@ -194,13 +202,14 @@ macro_rules! network {
             }
         }
 
-        impl $crate::summary::Summarize for $name<f32, ::dfdx::tensor::Cpu> {
-            fn summary(&self, batch: usize) -> $crate::summary::Summary {
+        impl $name<f32, ::dfdx::tensor::Cpu> {
+            /// Runs `x` through the layers one by one, recording each output in `summary`.
+            fn trace_layers(
+                &self,
+                x: ::dfdx::tensor::Tensor<(usize, $(::dfdx::shapes::Const<$in_dim>),+), f32, ::dfdx::tensor::Cpu>,
+                mut summary: $crate::summary::Summary,
+            ) -> $crate::summary::Summary {
                 use ::dfdx::nn::Module as _;
-                use ::dfdx::tensor::SampleTensor as _;
-                let dev: ::dfdx::tensor::Cpu = ::dfdx::tensor::Cpu::seed_from_u64(0);
-                let x = dev.sample_normal_like(&(batch, $(::dfdx::shapes::Const::<$in_dim>),+));
-                let mut summary = $crate::summary::Summary::new(stringify!($name), &x);
                 $(
                     let x = self.$field.forward(x);
                     summary.push(
@@ -212,6 +221,35 @@ macro_rules! network {
                 )+
                 let _ = x;
                 summary
+            }
+        }
+
+        impl $crate::summary::Summarize for $name<f32, ::dfdx::tensor::Cpu> {
+            fn summary(&self, batch: usize) -> $crate::summary::Summary {
+                use ::dfdx::tensor::SampleTensor as _;
+                let dev: ::dfdx::tensor::Cpu = ::dfdx::tensor::Cpu::seed_from_u64(0);
+                let x = dev.sample_normal_like(&(batch, $(::dfdx::shapes::Const::<$in_dim>),+));
+                let summary = $crate::summary::Summary::new(stringify!($name), &x);
+                self.trace_layers(x, summary)
+            }
+
+            fn profile(&self, inputs: &[f32]) -> ::anyhow::Result<$crate::summary::Summary> {
+                use ::dfdx::tensor::TensorFromVec as _;
+                let per_sample: usize = 1 $(* $in_dim)+;
+                ::anyhow::ensure!(
+                    !inputs.is_empty() && inputs.len() % per_sample == 0,
+                    "{}: {} input values are not a whole number of {}-value samples",
+                    stringify!($name),
+                    inputs.len(),
+                    per_sample
+                );
+                let dev: ::dfdx::tensor::Cpu = ::dfdx::tensor::Cpu::seed_from_u64(0);
+                let x = dev.tensor_from_vec(
+                    inputs.to_vec(),
+                    (inputs.len() / per_sample, $(::dfdx::shapes::Const::<$in_dim>),+),
+                );
+                let summary = $crate::summary::Summary::profiled(stringify!($name), &x);
+                Ok(self.trace_layers(x, summary))
             }
         }
 

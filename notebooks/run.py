@@ -1,0 +1,138 @@
+"""Executes the evcxr notebooks headlessly through a Jupyter client (nbclient) with the `rust`
+kernel, and fails when a cell errors, writes anything to stderr (evcxr reports panics and `?`
+errors there with an "ok" status), or runs past the timeout.
+
+Usage (through notebooks/run, which installs what this needs):
+    notebooks/run [--quick | --full] [--timeout SECONDS] [NOTEBOOK ...]
+
+--quick (default) sets PALM_CNN_QUICK=1: fewer images and epochs; the notebooks are not written.
+--full runs the course's recipe and sizes and writes the executed notebooks (outputs included)
+back in place, each only after it ran clean.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def stderr_text(cell):
+    """Everything a code cell wrote to stderr, joined."""
+    return "".join(
+        o.get("text", "")
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == "stderr"
+    )
+
+
+def first_line(source):
+    lines = [l for l in source.splitlines() if l.strip()]
+    return lines[0][:80] if lines else ""
+
+
+def run_one(path, timeout, kernel, write):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(path.parent)}},
+        allow_errors=False,
+        record_timing=True,
+    )
+    started = time.monotonic()
+    problems = []
+    try:
+        client.execute()
+    except CellTimeoutError as e:
+        problems.append(f"a cell ran past the {timeout} s timeout: {str(e).splitlines()[0]}")
+    except CellExecutionError as e:
+        problems.append(f"a cell failed:\n{e}")
+    except DeadKernelError as e:
+        problems.append(f"the kernel died: {e}")
+    wall = time.monotonic() - started
+    timings = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        err = stderr_text(cell)
+        if err.strip():
+            problems.append(
+                f"cell {index} ({first_line(cell.source)!r}) wrote to stderr:\n{err.rstrip()}"
+            )
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            from datetime import datetime
+
+            start = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
+            timings.append((index, (end - start).total_seconds(), first_line(cell.source)))
+    if not problems and write:
+        tmp = path.with_suffix(".ipynb.tmp")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)
+    return problems, wall, timings
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer images and epochs (default)")
+    mode.add_argument("--full", action="store_true", help="the course's sizes; write outputs back")
+    ap.add_argument("--timeout", type=int, default=None, help="seconds per cell (quick 900, full 3600)")
+    ap.add_argument("--kernel", default="rust", help="Jupyter kernel name (default: rust)")
+    ap.add_argument("--timings", type=Path, help="also write per-cell timings as JSON here")
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9]*.ipynb")
+    args = ap.parse_args()
+
+    full = args.full
+    timeout = args.timeout or (3600 if full else 900)
+    if full:
+        os.environ.pop("PALM_CNN_QUICK", None)
+    else:
+        os.environ["PALM_CNN_QUICK"] = "1"
+    # One evcxr build folder for all notebooks: the library and its dependencies are compiled
+    # by the first notebook and reused by the others (evcxr's own :cache skips local crates).
+    os.environ.setdefault("EVCXR_TMPDIR", str(REPO / "target" / "evcxr-notebooks"))
+    Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+
+    paths = args.notebooks or sorted(HERE.glob("[0-9]*.ipynb"))
+    if not paths:
+        print("no notebooks found", file=sys.stderr)
+        return 2
+    failed = 0
+    report = {}
+    total_start = time.monotonic()
+    for path in paths:
+        path = path.resolve()
+        print(f"== {path.name} ({'full' if full else 'quick'} mode, {timeout} s per cell)", flush=True)
+        problems, wall, timings = run_one(path, timeout, args.kernel, write=full)
+        for index, seconds, text in timings:
+            print(f"   cell {index:2d} {seconds:8.1f} s  {text}")
+        report[path.name] = {"wall_s": round(wall, 1), "cells": [{"cell": i, "s": round(s, 2), "source": t} for i, s, t in timings]}
+        if problems:
+            failed += 1
+            print(f"FAILED {path.name} after {wall:.0f} s:", flush=True)
+            for p in problems:
+                print("  " + p.replace("\n", "\n  "), flush=True)
+        else:
+            written = ", outputs written" if full else ""
+            print(f"ok {path.name} in {wall:.0f} s{written}", flush=True)
+    total = time.monotonic() - total_start
+    print(f"== {len(paths) - failed}/{len(paths)} notebooks ran clean in {total:.0f} s")
+    if args.timings:
+        args.timings.write_text(json.dumps({"mode": "full" if full else "quick", "total_s": round(total, 1), "notebooks": report}, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

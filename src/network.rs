@@ -1,0 +1,312 @@
+//! [`Network`]: a network of any [`ModelKind`] behind one type without generic parameters.
+//!
+//! The binary and the notebooks work through it. Training, evaluation and checkpoint code is
+//! generic over the model type, and Rust compiles generic code where it is used. Calling it
+//! through `Network` means it is compiled once, here in the library, so a notebook cell that
+//! trains AlexNet compiles in seconds instead of rebuilding the kernels.
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::{self, PalmLoader};
+use crate::models::{AlexNet, LeNetMnist, LeNetPalm, LeNetPalmRelu, ModelKind};
+use crate::summary::{Summarize, Summary};
+use crate::train::{self, Evaluation, History, InMemory, PalmSource, TrainConfig};
+use anyhow::{Context, Result};
+use dfdx::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Input batch shape of [`LeNetMnist`].
+pub type MnistShape = (usize, Const<1>, Const<28>, Const<28>);
+
+/// The data a [`Network`] trains and evaluates on: the iChallenge-PM splits (fundus models) or
+/// MNIST digits held in memory (LeNet-MNIST).
+pub enum Datasets {
+    /// Training and validation loaders of iChallenge-PM, 3×224×224.
+    Palm {
+        /// Training split (shuffled per epoch, augmented if its options say so).
+        train: PalmLoader<224>,
+        /// Validation split (in order, never augmented).
+        valid: PalmLoader<224>,
+    },
+    /// MNIST training and test digits, 1×28×28, scaled to [-1, 1].
+    Mnist {
+        /// Training digits.
+        train: InMemory<MnistShape, 10>,
+        /// Test digits.
+        valid: InMemory<MnistShape, 10>,
+    },
+}
+
+impl Datasets {
+    /// Training samples.
+    pub fn train_len(&self) -> usize {
+        match self {
+            Datasets::Palm { train, .. } => train.len(),
+            Datasets::Mnist { train, .. } => train.labels.len(),
+        }
+    }
+
+    /// Validation samples.
+    pub fn valid_len(&self) -> usize {
+        match self {
+            Datasets::Palm { valid, .. } => valid.len(),
+            Datasets::Mnist { valid, .. } => valid.labels.len(),
+        }
+    }
+}
+
+/// Class probabilities of a batch of inputs, one entry per sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// One logit: the probability of class 1 (pathologic myopia). Classes: the probability of
+    /// the predicted class.
+    pub scores: Vec<f32>,
+    /// The predicted class (one logit: `score >= 0.5`; classes: the arg-max).
+    pub classes: Vec<u8>,
+}
+
+enum Model {
+    LeNetMnist(Box<LeNetMnist>),
+    LeNetPalm(Box<LeNetPalm>),
+    LeNetPalmRelu(Box<LeNetPalmRelu>),
+    AlexNet(Box<AlexNet>),
+}
+
+/// Evaluates `$palm` (fundus models) or `$mnist` (LeNet-MNIST) with `$m` bound to the concrete
+/// model: each arm is type-checked, and so monomorphised, for its own model type.
+macro_rules! with_model {
+    ($model:expr, $m:ident => palm: $palm:expr, mnist: $mnist:expr $(,)?) => {
+        match $model {
+            Model::LeNetMnist($m) => $mnist,
+            Model::LeNetPalm($m) => $palm,
+            Model::LeNetPalmRelu($m) => $palm,
+            Model::AlexNet($m) => $palm,
+        }
+    };
+}
+
+/// A network of any [`ModelKind`] with the device it was built on (whose seeded generator also
+/// draws the dropout masks while training).
+pub struct Network {
+    dev: Cpu,
+    model: Model,
+}
+
+fn dfdx_err(what: &str) -> impl Fn(CpuError) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{what} failed: {e:?}")
+}
+
+impl Network {
+    /// A freshly initialised network (PyTorch's default initialisation) from `seed`.
+    pub fn new(kind: ModelKind, seed: u64) -> Self {
+        let dev = Cpu::seed_from_u64(seed);
+        let model = match kind {
+            ModelKind::LeNetMnist => Model::LeNetMnist(Box::new(dev.build_module::<LeNetMnist, f32>())),
+            ModelKind::LeNetPalm => Model::LeNetPalm(Box::new(dev.build_module::<LeNetPalm, f32>())),
+            ModelKind::LeNetPalmRelu => Model::LeNetPalmRelu(Box::new(dev.build_module::<LeNetPalmRelu, f32>())),
+            ModelKind::AlexNet => Model::AlexNet(Box::new(dev.build_module::<AlexNet, f32>())),
+        };
+        Network { dev, model }
+    }
+
+    /// The network saved in `path`, of the kind its metadata names.
+    ///
+    /// # Errors
+    /// A missing or unreadable file, or tensors that do not fit the model (named in the error).
+    pub fn load(path: &Path) -> Result<Self> {
+        let ck = Checkpoint::read(path)?;
+        let kind = ck.model_kind()?;
+        let mut net = Network::new(kind, 0);
+        with_model!(&mut net.model, m => palm: ck.load_into(m.as_mut(), kind)?, mnist: ck.load_into(m.as_mut(), kind)?);
+        Ok(net)
+    }
+
+    /// Replaces the weights with those of the checkpoint `path`, which must be of this kind.
+    ///
+    /// # Errors
+    /// As [`Network::load`], and when the checkpoint holds another kind of model.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let kind = self.kind();
+        with_model!(&mut self.model, m => palm: checkpoint::load(m.as_mut(), kind, path)?, mnist: checkpoint::load(m.as_mut(), kind, path)?);
+        Ok(())
+    }
+
+    /// Saves the weights to `path` (safetensors, PyTorch names and layouts; atomic).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let kind = self.kind();
+        with_model!(&self.model, m => palm: checkpoint::save(m.as_ref(), kind, path)?, mnist: checkpoint::save(m.as_ref(), kind, path)?);
+        Ok(())
+    }
+
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        match self.model {
+            Model::LeNetMnist(_) => ModelKind::LeNetMnist,
+            Model::LeNetPalm(_) => ModelKind::LeNetPalm,
+            Model::LeNetPalmRelu(_) => ModelKind::LeNetPalmRelu,
+            Model::AlexNet(_) => ModelKind::AlexNet,
+        }
+    }
+
+    /// The shape of one input sample, `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match self.kind() {
+            ModelKind::LeNetMnist => [1, 28, 28],
+            _ => [3, 224, 224],
+        }
+    }
+
+    /// Trainable parameters.
+    pub fn num_params(&self) -> usize {
+        with_model!(&self.model, m => palm: m.num_trainable_params(), mnist: m.num_trainable_params())
+    }
+
+    /// The layer-shape table for a random batch of `batch` inputs (the course's printout).
+    pub fn summary(&self, batch: usize) -> Summary {
+        with_model!(&self.model, m => palm: m.summary(batch), mnist: m.summary(batch))
+    }
+
+    /// Every layer's output shape and value range for `inputs` (whole samples, flattened, as
+    /// the data loaders give them); see [`Summarize::profile`].
+    pub fn profile(&self, inputs: &[f32]) -> Result<Summary> {
+        with_model!(&self.model, m => palm: m.profile(inputs), mnist: m.profile(inputs))
+    }
+
+    /// The output logits of `inputs` (whole samples, flattened), `classes` per sample, in
+    /// evaluation mode (dropout off).
+    pub fn logits(&self, inputs: &[f32]) -> Result<Vec<f32>> {
+        let [c, h, w] = self.input_shape();
+        let per_sample = c * h * w;
+        anyhow::ensure!(
+            !inputs.is_empty() && inputs.len() % per_sample == 0,
+            "{} input values are not a whole number of {c}×{h}×{w} samples",
+            inputs.len()
+        );
+        let mut out = Vec::new();
+        // Batches of 10 keep AlexNet's intermediate tensors small.
+        for chunk in inputs.chunks(10 * per_sample) {
+            let n = chunk.len() / per_sample;
+            let logits = with_model!(&self.model, m =>
+                palm: m.try_forward(self.dev.tensor_from_vec(chunk.to_vec(), (n, Const::<3>, Const::<224>, Const::<224>)))
+                    .map_err(dfdx_err("forward pass"))?.as_vec(),
+                mnist: m.try_forward(self.dev.tensor_from_vec(chunk.to_vec(), (n, Const::<1>, Const::<28>, Const::<28>)))
+                    .map_err(dfdx_err("forward pass"))?.as_vec(),
+            );
+            out.extend(logits);
+        }
+        Ok(out)
+    }
+
+    /// Class probabilities of `inputs` (whole samples, flattened), in evaluation mode.
+    pub fn predict(&self, inputs: &[f32]) -> Result<Predictions> {
+        let logits = self.logits(inputs)?;
+        let (scores, classes) = match self.kind() {
+            ModelKind::LeNetMnist => {
+                let n = logits.len() / 10;
+                train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<10>)))
+            }
+            _ => {
+                let n = logits.len();
+                train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<1>)))
+            }
+        };
+        Ok(Predictions { scores, classes })
+    }
+
+    /// The probability of pathologic myopia for each image file (JPEG or PNG), preprocessed
+    /// like the course (BGR, 224×224 bilinear, `x/255*2-1`). Fundus models only.
+    ///
+    /// # Errors
+    /// An unreadable or undecodable image (named), or a LeNet-MNIST network.
+    pub fn predict_files(&self, images: &[PathBuf]) -> Result<Vec<f32>> {
+        anyhow::ensure!(
+            self.kind() != ModelKind::LeNetMnist,
+            "predicting fundus photos needs a fundus model (lenet-palm, lenet-palm-relu, alexnet), not {}",
+            self.kind()
+        );
+        let mut inputs = Vec::with_capacity(images.len() * 3 * 224 * 224);
+        for img in images {
+            let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
+            let chw = data::image::decode_to_chw(
+                &raw,
+                img,
+                224,
+                data::DecodeMode::default(),
+                data::ChannelOrder::default(),
+            )?;
+            inputs.extend(chw.iter().map(|&b| data::transform::normalize(b)));
+        }
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.predict(&inputs)?.scores)
+    }
+
+    /// Evaluates on the validation split of `data` in order, `batch_size` images at a time.
+    ///
+    /// # Errors
+    /// Data errors, and data of the wrong kind (digits for a fundus model or the reverse).
+    pub fn evaluate(&self, data: &Datasets, batch_size: usize) -> Result<Evaluation> {
+        anyhow::ensure!(batch_size > 0, "batch size must be at least 1");
+        let dev = &self.dev;
+        with_model!(&self.model, m =>
+            palm: train::evaluate(m.as_ref(), dev, &PalmSource(palm_split(data, self.kind())?.1), batch_size),
+            mnist: train::evaluate(m.as_ref(), dev, mnist_split(data)?.1, batch_size),
+        )
+    }
+
+    /// Trains on `data` with `cfg`, recording into `history` (see [`train::train`]). After each
+    /// epoch's validation the weights are saved to `checkpoint` (when given), then `on_epoch`
+    /// runs with the history so far; an error from either stops training.
+    pub fn train(
+        &mut self,
+        data: &Datasets,
+        cfg: &TrainConfig,
+        history: &mut History,
+        checkpoint: Option<&Path>,
+        mut on_epoch: impl FnMut(&History) -> Result<()>,
+    ) -> Result<()> {
+        let kind = self.kind();
+        let dev = &self.dev;
+        let mut after_epoch = |m: &dyn SaveAs, h: &History| -> Result<()> {
+            if let Some(path) = checkpoint {
+                m.save_as(kind, path)?;
+            }
+            on_epoch(h)
+        };
+        with_model!(&mut self.model, m =>
+            palm: {
+                let (tr, va) = palm_split(data, kind)?;
+                train::train(m.as_mut(), dev, &PalmSource(tr), &PalmSource(va), cfg, history, |m, h| after_epoch(m, h))
+            },
+            mnist: {
+                let (tr, va) = mnist_split(data)?;
+                train::train(m.as_mut(), dev, tr, va, cfg, history, |m, h| after_epoch(m, h))
+            },
+        )
+    }
+}
+
+/// Saving a concrete model from inside the training loop's epoch callback.
+trait SaveAs {
+    fn save_as(&self, kind: ModelKind, path: &Path) -> Result<()>;
+}
+
+impl<M: TensorCollection<f32, Cpu>> SaveAs for M {
+    fn save_as(&self, kind: ModelKind, path: &Path) -> Result<()> {
+        Ok(checkpoint::save(self, kind, path)?)
+    }
+}
+
+fn palm_split(data: &Datasets, kind: ModelKind) -> Result<(&PalmLoader<224>, &PalmLoader<224>)> {
+    match data {
+        Datasets::Palm { train, valid } => Ok((train, valid)),
+        Datasets::Mnist { .. } => anyhow::bail!("{kind} takes fundus photos, but the data is MNIST digits"),
+    }
+}
+
+fn mnist_split(data: &Datasets) -> Result<(&InMemory<MnistShape, 10>, &InMemory<MnistShape, 10>)> {
+    match data {
+        Datasets::Mnist { train, valid } => Ok((train, valid)),
+        Datasets::Palm { .. } => anyhow::bail!("lenet-mnist takes MNIST digits, but the data is fundus photos"),
+    }
+}
