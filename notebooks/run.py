@@ -17,12 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import re
+
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def stderr_text(cell):
@@ -51,12 +54,13 @@ def run_one(path, timeout, kernel, write):
     )
     started = time.monotonic()
     problems = []
+    execution_error = None
     try:
         client.execute()
     except CellTimeoutError as e:
         problems.append(f"a cell ran past the {timeout} s timeout: {str(e).splitlines()[0]}")
     except CellExecutionError as e:
-        problems.append(f"a cell failed:\n{e}")
+        execution_error = str(e)  # detailed below from the failing cell's error output
     except DeadKernelError as e:
         problems.append(f"the kernel died: {e}")
     wall = time.monotonic() - started
@@ -64,6 +68,10 @@ def run_one(path, timeout, kernel, write):
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "error":
+                detail = "\n".join([f"{o.get('ename', '')}: {o.get('evalue', '')}"] + list(o.get("traceback", [])))
+                problems.append(f"cell {index} ({first_line(cell.source)!r}) failed:\n{ANSI.sub('', detail).rstrip()}")
         err = stderr_text(cell)
         if err.strip():
             problems.append(
@@ -76,6 +84,8 @@ def run_one(path, timeout, kernel, write):
             start = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
             end = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
             timings.append((index, (end - start).total_seconds(), first_line(cell.source)))
+    if execution_error and not any("failed:" in p for p in problems):
+        problems.append(f"a cell failed:\n{execution_error}")
     if not problems and write:
         tmp = path.with_suffix(".ipynb.tmp")
         nbformat.write(nb, tmp)

@@ -9,8 +9,8 @@ use palm_cnn::models::{LeNetMnist, ModelKind};
 use palm_cnn::network::{Datasets, Network};
 use palm_cnn::notebook;
 use palm_cnn::plot::{self, Tile};
-use palm_cnn::summary::{Summarize, ValueStats};
-use palm_cnn::train::{self, History, InMemory, TrainConfig};
+use palm_cnn::summary::ValueStats;
+use palm_cnn::train::{self, History, TrainConfig};
 
 fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let dec = png::Decoder::new(bytes);
@@ -112,7 +112,7 @@ fn network_training_equals_the_generic_training_loop() {
     assert_eq!(via_network.batches, direct.batches);
     assert_eq!(via_network.epochs[0].val_loss, direct.epochs[0].val_loss);
     let ev = net.evaluate(&data, 7).unwrap();
-    let direct_ev = train::evaluate(&model, &dev, &va as &InMemory<_, 10>, 7).unwrap();
+    let direct_ev = train::evaluate(&model, &dev, &va, 7).unwrap();
     assert_eq!(ev.scores, direct_ev.scores);
 }
 
