@@ -177,7 +177,7 @@ impl Network {
         let [c, h, w] = self.input_shape();
         let per_sample = c * h * w;
         anyhow::ensure!(
-            !inputs.is_empty() && inputs.len() % per_sample == 0,
+            !inputs.is_empty() && inputs.len().is_multiple_of(per_sample),
             "{} input values are not a whole number of {c}×{h}×{w} samples",
             inputs.len()
         );

@@ -131,7 +131,7 @@ fn checkpoints_round_trip_through_network() {
     let mut palm = Network::new(ModelKind::LeNetPalm, 0);
     let err = format!("{:#}", palm.load_weights(&path).unwrap_err());
     assert!(err.contains("lenet.safetensors"), "{err}");
-    let err = format!("{:#}", net.predict_files(&[path.clone()]).unwrap_err());
+    let err = format!("{:#}", net.predict_files(std::slice::from_ref(&path)).unwrap_err());
     assert!(err.contains("fundus model"), "{err}");
     let err = format!(
         "{:#}",

@@ -237,7 +237,7 @@ macro_rules! network {
                 use ::dfdx::tensor::TensorFromVec as _;
                 let per_sample: usize = 1 $(* $in_dim)+;
                 ::anyhow::ensure!(
-                    !inputs.is_empty() && inputs.len() % per_sample == 0,
+                    !inputs.is_empty() && inputs.len().is_multiple_of(per_sample),
                     "{}: {} input values are not a whole number of {}-value samples",
                     stringify!($name),
                     inputs.len(),
