@@ -223,6 +223,9 @@ impl Network {
             "predicting fundus photos needs a fundus model (lenet-palm, lenet-palm-relu, alexnet), not {}",
             self.kind()
         );
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut inputs = Vec::with_capacity(images.len() * 3 * 224 * 224);
         for img in images {
             let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
@@ -234,9 +237,6 @@ impl Network {
                 data::ChannelOrder::default(),
             )?;
             inputs.extend(chw.iter().map(|&b| data::transform::normalize(b)));
-        }
-        if images.is_empty() {
-            return Ok(Vec::new());
         }
         Ok(self.predict(&inputs)?.scores)
     }

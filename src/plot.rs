@@ -183,16 +183,47 @@ const TITLE_H: usize = 40;
 /// Gap between tiles.
 const GAP: usize = 10;
 
+/// Where the tiles of an image grid go: cells as wide and tall as the largest tile (plus its
+/// caption), `columns` to a row, under the title.
+struct GridLayout {
+    columns: usize,
+    cell_w: usize,
+    cell_h: usize,
+}
+
+impl GridLayout {
+    fn new(tiles: &[Tile], columns: usize) -> Self {
+        GridLayout {
+            columns,
+            cell_w: tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60),
+            cell_h: tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H,
+        }
+    }
+
+    /// The whole figure's width and height for `n` tiles.
+    fn size(&self, n: usize) -> (u32, u32) {
+        let rows = n.div_ceil(self.columns);
+        (
+            (GAP + self.columns * (self.cell_w + GAP)) as u32,
+            (TITLE_H + rows * (self.cell_h + GAP)) as u32,
+        )
+    }
+
+    /// The left and top pixel of cell `k`.
+    fn origin(&self, k: usize) -> (usize, usize) {
+        (
+            GAP + (k % self.columns) * (self.cell_w + GAP),
+            TITLE_H + (k / self.columns) * (self.cell_h + GAP),
+        )
+    }
+}
+
 /// Pictures in a grid of `columns` columns, each with its caption, under `title`: one figure
 /// (evcxr shows one image per cell). Rendered as a PNG; its SVG form embeds that PNG.
 pub fn image_grid(title: &str, tiles: &[Tile], columns: usize) -> Result<Figure> {
     anyhow::ensure!(!tiles.is_empty(), "an image grid needs at least one picture");
     let columns = columns.clamp(1, tiles.len());
-    let rows = tiles.len().div_ceil(columns);
-    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
-    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
-    let width = (GAP + columns * (cell_w + GAP)) as u32;
-    let height = (TITLE_H + rows * (cell_h + GAP)) as u32;
+    let (width, height) = GridLayout::new(tiles, columns).size(tiles.len());
     Figure::new(
         Spec::Images {
             title: title.to_string(),
@@ -204,15 +235,15 @@ pub fn image_grid(title: &str, tiles: &[Tile], columns: usize) -> Result<Figure>
     )
 }
 
-/// Copies the tiles into `rgb` (the figure's `width`-wide RGB buffer) at their grid cells.
+/// Copies the tiles into `rgb` (the figure's `width`-wide RGB buffer), each centred at the top
+/// of its grid cell.
 fn blit_tiles(rgb: &mut [u8], width: usize, columns: usize, tiles: &[Tile]) {
-    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
-    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
+    let grid = GridLayout::new(tiles, columns);
     for (k, t) in tiles.iter().enumerate() {
-        let x0 = GAP + (k % columns) * (cell_w + GAP) + (cell_w - t.width) / 2;
-        let y0 = TITLE_H + (k / columns) * (cell_h + GAP);
+        let (left, top) = grid.origin(k);
+        let x0 = left + (grid.cell_w - t.width) / 2;
         for y in 0..t.height {
-            let dst = ((y0 + y) * width + x0) * 3;
+            let dst = ((top + y) * width + x0) * 3;
             rgb[dst..dst + t.width * 3].copy_from_slice(&t.rgb[y * t.width * 3..(y + 1) * t.width * 3]);
         }
     }
@@ -471,11 +502,11 @@ fn draw_image_captions<DB: DrawingBackend>(
         (width as i32 / 2, TITLE_H as i32 / 2),
         centred(22.0),
     ))?;
-    let cell_w = tiles.iter().map(|t| t.width).max().unwrap_or(1).max(60);
-    let cell_h = tiles.iter().map(|t| t.height).max().unwrap_or(1) + CAPTION_H;
+    let grid = GridLayout::new(tiles, columns);
     for (k, t) in tiles.iter().enumerate() {
-        let x = GAP + (k % columns) * (cell_w + GAP) + cell_w / 2;
-        let y = TITLE_H + (k / columns) * (cell_h + GAP) + t.height + CAPTION_H / 2;
+        let (left, top) = grid.origin(k);
+        let x = left + grid.cell_w / 2;
+        let y = top + t.height + CAPTION_H / 2;
         root.draw(&Text::new(t.caption.clone(), (x as i32, y as i32), centred(14.0)))?;
     }
     Ok(())
