@@ -140,6 +140,13 @@ fn decode_jpeg(bytes: &[u8], path: &Path, min_size: Option<(usize, usize)>) -> R
             .into_iter()
             .find(|&k| scaled(fw, k) >= mw && scaled(fh, k) >= mh)
             .unwrap_or(8);
+        if k <= 2 {
+            // The common case (a 2124x2056 or 1444x1444 photo to 224 px) has a
+            // decoder of its own; it declines anything unusual or broken.
+            if let Some(img) = super::jpeg_scaled::decode(bytes, k) {
+                return Ok(img);
+            }
+        }
         if k < 8 {
             let (ow, oh) = d.scale(scaled(fw, k) as u16, scaled(fh, k) as u16).map_err(err)?;
             if (ow as usize) < mw || (oh as usize) < mh {

@@ -6,7 +6,8 @@
 //! - [`loader`]: [`PalmLoader`] turns a [`Split`] into dfdx batches
 //!   ([`ImageBatch`], [`LabelBatch`]) with the course's exact transform
 //!   ([`transform`]), a memory cache and an optional disk cache.
-//! - [`image`]: JPEG/PNG decoding, optionally DCT-scaled ([`DecodeMode`]).
+//! - [`image`]: JPEG/PNG decoding, optionally DCT-scaled ([`DecodeMode`]); the
+//!   1/8 and 1/4 scales of common JPEGs go through a dedicated fast decoder.
 //! - [`augment`]: seeded training augmentation ([`Augment`]), off by default.
 //! - [`synth`]: the synthetic stand-in set ([`synth::generate`],
 //!   [`default_data_dir`]).
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod error;
 pub mod image;
 pub mod inspect;
+pub mod jpeg_scaled;
 pub mod loader;
 pub mod mnist;
 pub mod palm;
