@@ -11,12 +11,11 @@
 //! own scaled decoding (figures in `bench/README.md`).
 //!
 //! The output follows `jpeg-decoder`'s scaled decoding step for step (the same
-//! reduced IDCT, the same chroma upsampling, the same fixed-point YCbCr → RGB
-//! formula), so the fast path gives the pixels it gave before. The one
-//! difference: `jpeg-decoder` converts most of each row with SIMD code whose
-//! rounding differs from its own scalar formula by at most one level; this
-//! module uses the scalar formula throughout. `tests/data_jpeg_scaled.rs`
-//! compares the two decoders on many encoder settings.
+//! reduced IDCT, the same chroma upsampling, the same YCbCr → RGB arithmetic,
+//! including the 16-bit SSSE3 variant it uses for most of each row on x86
+//! CPUs), so the fast path gives exactly the pixels it gave before and caches
+//! of preprocessed tensors stay valid. `tests/data_jpeg_scaled.rs` compares the
+//! two decoders byte for byte on many encoder settings.
 //!
 //! Only the common case is handled: 8-bit baseline or extended sequential
 //! Huffman coding, one interleaved scan, grayscale or YCbCr, chroma sampled at
@@ -581,6 +580,10 @@ fn decode_scan(bytes: &[u8], headers: &Headers, block_px: usize) -> Option<(Vec<
     let mut until_restart = headers.restart_interval;
     let mut restarts = 0usize;
     for mcu_y in 0..mcus_y {
+        // Stop early on a truncated scan instead of decoding padding.
+        if !bits.intact() {
+            return None;
+        }
         for mcu_x in 0..mcus_x {
             if headers.restart_interval > 0 {
                 if until_restart == 0 {
@@ -734,6 +737,7 @@ fn compose(frame: &Frame, planes: &[Plane], block_px: usize) -> RgbImage {
         return RgbImage { width, height, data };
     }
     let line_len = 2 * planes.iter().map(|p| p.stride).max().unwrap_or(0) + 2;
+    let simd = simd_converted_pixels(width);
     let mut lines = [vec![0u8; line_len], vec![0u8; line_len], vec![0u8; line_len]];
     for (y, out) in data.chunks_exact_mut(width * 3).enumerate() {
         for (ci, c) in frame.components.iter().enumerate() {
@@ -747,11 +751,15 @@ fn compose(frame: &Frame, planes: &[Plane], block_px: usize) -> RgbImage {
                 &mut lines[ci],
             );
         }
-        for (i, px) in out.chunks_exact_mut(3).enumerate() {
-            let [r, g, b] = ycbcr_to_rgb(lines[0][i], lines[1][i], lines[2][i]);
-            px[0] = r;
-            px[1] = g;
-            px[2] = b;
+        // Two loops rather than a choice per pixel, so each one inlines.
+        let (head, tail) = out.split_at_mut(simd * 3);
+        let (y, cb, cr) = (&lines[0][..width], &lines[1][..width], &lines[2][..width]);
+        for (i, px) in head.chunks_exact_mut(3).enumerate() {
+            px.copy_from_slice(&ycbcr_to_rgb_ssse3(y[i], cb[i], cr[i]));
+        }
+        for (i, px) in tail.chunks_exact_mut(3).enumerate() {
+            let i = simd + i;
+            px.copy_from_slice(&ycbcr_to_rgb(y[i], cb[i], cr[i]));
         }
     }
     RgbImage { width, height, data }
@@ -843,4 +851,34 @@ fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
         clamp(y - fixed(0.34414) * cb - fixed(0.71414) * cr),
         clamp(y + fixed(1.77200) * cb),
     ]
+}
+
+/// How many leading pixels of a `width`-pixel row `jpeg-decoder` converts
+/// with its SSSE3 code (whole vectors of 8, leaving at least one vector for
+/// the scalar code); 0 where it has no SIMD conversion.
+fn simd_converted_pixels(width: usize) -> usize {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if std::is_x86_feature_detected!("ssse3") {
+            return (width / 8).saturating_sub(1) * 8;
+        }
+    }
+    let _ = width;
+    0
+}
+
+/// `jpeg-decoder`'s SSSE3 YCbCr → RGB arithmetic, lane by lane: 16-bit values
+/// with 6 fractional bits, rounding high multiplies (`pmulhrsw`), saturating
+/// adds, an arithmetic shift and an unsigned saturating pack.
+#[inline(always)]
+fn ycbcr_to_rgb_ssse3(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let mulhrs = |a: i16, b: i16| ((a as i32 * b as i32 + (1 << 14)) >> 15) as i16;
+    let y = ((y as i16) << 6).saturating_add(1 << 5);
+    let cb = ((cb as i16) << 6).saturating_sub(128 << 6);
+    let cr = ((cr as i16) << 6).saturating_sub(128 << 6);
+    let r = y.saturating_add(mulhrs(cr, 13173).saturating_add(cr));
+    let g = y.saturating_sub(mulhrs(cb, 11276).saturating_add(mulhrs(cr, 23401)));
+    let b = y.saturating_add(mulhrs(cb, 25297).saturating_add(cb));
+    let pack = |v: i16| (v >> 6).clamp(0, 255) as u8;
+    [pack(r), pack(g), pack(b)]
 }
