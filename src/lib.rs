@@ -7,11 +7,11 @@
 //! - [`nn`]: layers built on them that check their shapes when the program is built.
 //! - [`models`]: the course's networks, and the [`network!`] macro they are written with.
 //! - [`summary`]: layer-shape tables.
-//! - [`bench`]: training and evaluation throughput.
+//! - [`bench`](mod@bench): training and evaluation throughput.
 //! - [`data`]: the course's data layout, the synthetic stand-in, MNIST.
 //! - [`train`], [`metrics`], [`checkpoint`], [`plot`]: the training loop, its metrics,
 //!   safetensors checkpoints and figures.
-//! - [`network`]: any model behind one non-generic type ([`network::Network`]).
+//! - [`network`](mod@network): any model behind one non-generic type ([`network::Network`]).
 //! - [`experiment`]: one training run from data to run folder ([`experiment::Experiment`]).
 //! - [`notebook`]: what the evcxr notebooks need beyond that (quick mode, image grids).
 #![warn(missing_docs)]

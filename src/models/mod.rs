@@ -1,4 +1,4 @@
-//! The course's networks, one file each, and the [`network!`](crate::network) macro they are
+//! The course's networks, one file each, and the [`network!`](macro@crate::network) macro they are
 //! written with.
 
 mod alexnet;
