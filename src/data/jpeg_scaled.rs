@@ -721,7 +721,8 @@ fn ends_with_eoi(bytes: &[u8], from: usize) -> bool {
 }
 
 /// Upsamples the chroma planes and converts to interleaved RGB, exactly as
-/// `jpeg-decoder` does for scaled output (its scalar colour formula).
+/// `jpeg-decoder` does for scaled output (its SSSE3 arithmetic for the
+/// leading pixels of a row where it uses that, its scalar formula elsewhere).
 fn compose(frame: &Frame, planes: &[Plane], block_px: usize) -> RgbImage {
     let width = (frame.width * block_px).div_ceil(8);
     let height = (frame.height * block_px).div_ceil(8);
@@ -739,17 +740,20 @@ fn compose(frame: &Frame, planes: &[Plane], block_px: usize) -> RgbImage {
     let line_len = 2 * planes.iter().map(|p| p.stride).max().unwrap_or(0) + 2;
     let simd = simd_converted_pixels(width);
     let mut lines = [vec![0u8; line_len], vec![0u8; line_len], vec![0u8; line_len]];
-    for (y, out) in data.chunks_exact_mut(width * 3).enumerate() {
-        for (ci, c) in frame.components.iter().enumerate() {
-            let size = frame.component_size(c, block_px);
-            upsample_row(
-                &planes[ci],
-                size,
+    // Per component: its meaningful size and whether it is subsampled.
+    let layouts: Vec<_> = frame
+        .components
+        .iter()
+        .map(|c| {
+            (
+                frame.component_size(c, block_px),
                 (c.h < frame.h_max && width != 1, c.v < frame.v_max && height != 1),
-                y,
-                width,
-                &mut lines[ci],
-            );
+            )
+        })
+        .collect();
+    for (y, out) in data.chunks_exact_mut(width * 3).enumerate() {
+        for (ci, &(size, halves)) in layouts.iter().enumerate() {
+            upsample_row(&planes[ci], size, halves, y, width, &mut lines[ci]);
         }
         // Two loops rather than a choice per pixel, so each one inlines.
         let (head, tail) = out.split_at_mut(simd * 3);
