@@ -206,10 +206,24 @@ fn encode(tensors: &[(TensorSpec, Vec<u8>)], metadata: &BTreeMap<String, String>
     out
 }
 
+/// Metadata key holding the initialisation scheme the weights started from (`paddle`,
+/// `pytorch`), when known.
+pub const INIT_KEY: &str = "init";
+
 /// Saves `model` of kind `kind` to `path` (written to a temporary file, then renamed, so an
 /// existing checkpoint is replaced only by a complete one).
 pub fn save<M: TensorCollection<f32, Cpu>>(model: &M, kind: ModelKind, path: &Path) -> Result<(), CheckpointError> {
-    let mut meta = BTreeMap::new();
+    save_with(model, kind, &[], path)
+}
+
+/// [`save`] with further metadata entries (`(key, value)`, e.g. [`INIT_KEY`]).
+pub fn save_with<M: TensorCollection<f32, Cpu>>(
+    model: &M,
+    kind: ModelKind,
+    extra: &[(&str, &str)],
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let mut meta: BTreeMap<String, String> = extra.iter().map(|&(k, v)| (k.to_string(), v.to_string())).collect();
     meta.insert(MODEL_KEY.to_string(), kind.name().to_string());
     meta.insert(
         "producer".to_string(),
@@ -371,6 +385,37 @@ impl Checkpoint {
             return Err(mismatch(extra, "not a tensor of this model".into()));
         }
         Ok(())
+    }
+
+    /// The `F32` tensor `name`: its shape and values.
+    pub fn f32_tensor(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), CheckpointError> {
+        let fmt = |reason: String| CheckpointError::Format {
+            path: self.path.clone(),
+            reason,
+        };
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| fmt(format!("no tensor `{name}`")))?;
+        if e.dtype != "F32" {
+            return Err(fmt(format!("tensor `{name}` is {}, not F32", e.dtype)));
+        }
+        let bytes = self
+            .data
+            .get(e.start..e.end)
+            .ok_or_else(|| fmt(format!("tensor `{name}` is truncated")))?;
+        if bytes.len() != 4 * e.shape.iter().product::<usize>() {
+            return Err(fmt(format!(
+                "tensor `{name}`: {} bytes do not fill {:?}",
+                bytes.len(),
+                e.shape
+            )));
+        }
+        let values = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        Ok((e.shape.clone(), values))
     }
 
     /// Copies the file's tensors into `model` after [`Checkpoint::check`].

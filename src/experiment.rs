@@ -151,7 +151,7 @@ impl Experiment {
     /// diverges. The metrics recorded so far are written either way, and the error says
     /// which epoch's checkpoint was kept.
     pub fn run_on(&self, data: &Datasets) -> Result<Outcome> {
-        let mut network = Network::new(self.model, self.config.seed);
+        let mut network = Network::with_init(self.model, self.config.seed, self.config.init);
         if let Some(r) = &self.resume {
             network.load_weights(r)?;
         }

@@ -8,7 +8,8 @@ use palm_cnn::data;
 use palm_cnn::experiment::Experiment;
 use palm_cnn::models::ModelKind;
 use palm_cnn::network::{Datasets, Network};
-use palm_cnn::train::OptimizerKind;
+use palm_cnn::nn::Init;
+use palm_cnn::train::{OptimizerKind, TrainConfig};
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -64,6 +65,10 @@ struct TrainArgs {
     /// Seed of initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Weight initialisation: paddle (the course's framework: conv N(0, sqrt(2/fan_in)),
+    /// linear Xavier-uniform, biases 0) or pytorch (uniform +-1/sqrt(fan_in)).
+    #[arg(long, value_enum, default_value_t = Init::Paddle)]
+    init: Init,
     /// Run folder: model.safetensors, metrics.csv, metrics.json (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -165,6 +170,41 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Trains a checkpoint for a number of optimizer steps on batches given in a file, in order,
+    /// and writes the losses and the updated weights: the training step on fixed batches, for
+    /// comparing it with another framework (tools/step_parity.py).
+    ///
+    /// Example: palm-cnn steps --checkpoint init.safetensors --batches batches.safetensors --optimizer adam --steps 50 --out after.safetensors
+    Steps {
+        /// The starting weights (its metadata names the model; `drop1.p = 0` turns dropout off).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Safetensors with `images` ([N, C, H, W], F32, already normalised) and `labels` ([N],
+        /// F32 class numbers).
+        #[arg(long)]
+        batches: PathBuf,
+        /// adam or momentum.
+        #[arg(long, value_enum)]
+        optimizer: OptimizerKind,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.001)]
+        lr: f64,
+        /// Momentum coefficient of `--optimizer momentum`.
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f64,
+        /// L2 weight decay added to the gradient.
+        #[arg(long)]
+        weight_decay: Option<f64>,
+        /// Images per batch.
+        #[arg(long, default_value_t = 10)]
+        batch_size: usize,
+        /// Optimizer steps (the batches are cycled).
+        #[arg(long)]
+        steps: usize,
+        /// Where to write the updated weights; the losses go to stdout as JSON.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Data tools: generate the synthetic set, inspect a data folder.
     #[command(subcommand)]
     Data(data::cli::DataCommand),
@@ -192,6 +232,18 @@ fn run_bench(batch: usize, steps: usize, json: Option<&std::path::Path>) -> Resu
     Ok(())
 }
 
+fn run_steps(checkpoint: &Path, batches: &Path, cfg: &TrainConfig, steps: usize, out: &Path) -> Result<()> {
+    let mut net = Network::load(checkpoint)?;
+    let file = checkpoint::Checkpoint::read(batches)?;
+    let (_, images) = file.f32_tensor("images")?;
+    let (_, labels) = file.f32_tensor("labels")?;
+    let labels = labels.iter().map(|&l| l.round().max(0.0) as usize).collect();
+    let losses = net.train_steps(images, labels, cfg, steps)?;
+    net.save(out)?;
+    println!("{}", serde_json::json!({ "losses": losses }));
+    Ok(())
+}
+
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
@@ -201,6 +253,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let mut exp = Experiment::course(kind);
     let cfg = &mut exp.config;
     cfg.seed = args.seed;
+    cfg.init = args.init;
     cfg.momentum = args.momentum;
     cfg.weight_decay = args.weight_decay;
     cfg.verbose = !args.quiet;
@@ -229,7 +282,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let cfg = &exp.config;
     if cfg.verbose {
         eprintln!(
-            "training {kind} on {} images, validating on {}: {:?} lr {}, {} epochs, batch {}, seed {} -> {}",
+            "training {kind} on {} images, validating on {}: {:?} lr {}, {} epochs, batch {}, seed {}, {} init -> {}",
             data.train_len(),
             data.valid_len(),
             cfg.optimizer,
@@ -237,6 +290,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
             cfg.epochs,
             cfg.batch_size,
             cfg.seed,
+            cfg.init,
             exp.out.display()
         );
     }
@@ -361,6 +415,29 @@ fn main() {
             batch,
             seed,
         }) => run_sample(&checkpoint, &out, batch, seed),
+        Some(Command::Steps {
+            checkpoint,
+            batches,
+            optimizer,
+            lr,
+            momentum,
+            weight_decay,
+            batch_size,
+            steps,
+            out,
+        }) => {
+            let cfg = TrainConfig {
+                lr,
+                batch_size,
+                optimizer,
+                momentum,
+                weight_decay,
+                verbose: false,
+                log_every: 0,
+                ..TrainConfig::course(ModelKind::AlexNet)
+            };
+            run_steps(&checkpoint, &batches, &cfg, steps, &out)
+        }
         Some(Command::Data(cmd)) => cmd.run(),
         None => {
             let args = TrainArgs::parse_from(["train"]);

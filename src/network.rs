@@ -8,6 +8,7 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, PalmLoader};
 use crate::models::{AlexNet, LeNetMnist, LeNetPalm, LeNetPalmRelu, ModelKind};
+use crate::nn::{self, Init};
 use crate::summary::{Summarize, Summary};
 use crate::train::{self, Evaluation, History, InMemory, PalmSource, TrainConfig};
 use anyhow::{Context, Result};
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 /// Input batch shape of [`LeNetMnist`].
 pub type MnistShape = (usize, Const<1>, Const<28>, Const<28>);
+
+/// Input batch shape of the fundus models.
+pub type PalmShape = (usize, Const<3>, Const<224>, Const<224>);
 
 /// The data a [`Network`] trains and evaluates on: the iChallenge-PM splits (fundus models) or
 /// MNIST digits held in memory (LeNet-MNIST).
@@ -89,6 +93,9 @@ macro_rules! with_model {
 pub struct Network {
     dev: Cpu,
     model: Model,
+    /// How the weights started; recorded in checkpoints. `None` for weights loaded from a file
+    /// that does not say.
+    init: Option<Init>,
 }
 
 fn dfdx_err(what: &str) -> impl Fn(CpuError) -> anyhow::Error + '_ {
@@ -96,8 +103,27 @@ fn dfdx_err(what: &str) -> impl Fn(CpuError) -> anyhow::Error + '_ {
 }
 
 impl Network {
-    /// A freshly initialised network (PyTorch's default initialisation) from `seed`.
+    /// A freshly initialised network from `seed`, with the course's initialisation
+    /// ([`Init::Paddle`]).
     pub fn new(kind: ModelKind, seed: u64) -> Self {
+        Self::with_init(kind, seed, Init::Paddle)
+    }
+
+    /// A freshly initialised network from `seed`, its weights drawn by `init`.
+    pub fn with_init(kind: ModelKind, seed: u64, init: Init) -> Self {
+        let mut net = Self::built(kind, seed);
+        with_model!(&mut net.model, m => palm: nn::reinit(m.as_mut(), init, seed), mnist: nn::reinit(m.as_mut(), init, seed));
+        net.init = Some(init);
+        net
+    }
+
+    /// How the weights started, when known (a checkpoint records it).
+    pub fn init(&self) -> Option<Init> {
+        self.init
+    }
+
+    /// The network as dfdx builds it (PyTorch's scheme, from the device's generator).
+    fn built(kind: ModelKind, seed: u64) -> Self {
         let dev = Cpu::seed_from_u64(seed);
         let model = match kind {
             ModelKind::LeNetMnist => Model::LeNetMnist(Box::new(dev.build_module::<LeNetMnist, f32>())),
@@ -105,7 +131,7 @@ impl Network {
             ModelKind::LeNetPalmRelu => Model::LeNetPalmRelu(Box::new(dev.build_module::<LeNetPalmRelu, f32>())),
             ModelKind::AlexNet => Model::AlexNet(Box::new(dev.build_module::<AlexNet, f32>())),
         };
-        Network { dev, model }
+        Network { dev, model, init: None }
     }
 
     /// The network saved in `path`, of the kind its metadata names.
@@ -115,8 +141,9 @@ impl Network {
     pub fn load(path: &Path) -> Result<Self> {
         let ck = Checkpoint::read(path)?;
         let kind = ck.model_kind()?;
-        let mut net = Network::new(kind, 0);
+        let mut net = Network::built(kind, 0);
         with_model!(&mut net.model, m => palm: ck.load_into(m.as_mut(), kind)?, mnist: ck.load_into(m.as_mut(), kind)?);
+        net.init = ck.metadata.get(checkpoint::INIT_KEY).and_then(|s| s.parse().ok());
         Ok(net)
     }
 
@@ -127,14 +154,27 @@ impl Network {
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         let kind = self.kind();
         with_model!(&mut self.model, m => palm: checkpoint::load(m.as_mut(), kind, path)?, mnist: checkpoint::load(m.as_mut(), kind, path)?);
+        self.init = Checkpoint::read(path)?
+            .metadata
+            .get(checkpoint::INIT_KEY)
+            .and_then(|s| s.parse().ok());
         Ok(())
     }
 
     /// Saves the weights to `path` (safetensors, PyTorch names and layouts; atomic).
     pub fn save(&self, path: &Path) -> Result<()> {
         let kind = self.kind();
-        with_model!(&self.model, m => palm: checkpoint::save(m.as_ref(), kind, path)?, mnist: checkpoint::save(m.as_ref(), kind, path)?);
+        let meta = self.metadata();
+        with_model!(&self.model, m => palm: checkpoint::save_with(m.as_ref(), kind, &meta, path)?, mnist: checkpoint::save_with(m.as_ref(), kind, &meta, path)?);
         Ok(())
+    }
+
+    /// The metadata written beside the model kind: the initialisation, when known.
+    fn metadata(&self) -> Vec<(&'static str, &'static str)> {
+        self.init
+            .map(|i| (checkpoint::INIT_KEY, i.name()))
+            .into_iter()
+            .collect()
     }
 
     /// Which model this is.
@@ -266,10 +306,11 @@ impl Network {
         mut on_epoch: impl FnMut(&History) -> Result<()>,
     ) -> Result<()> {
         let kind = self.kind();
+        let meta = self.metadata();
         let dev = &self.dev;
         let mut after_epoch = |m: &dyn SaveAs, h: &History| -> Result<()> {
             if let Some(path) = checkpoint {
-                m.save_as(kind, path)?;
+                m.save_as(kind, &meta, path)?;
             }
             on_epoch(h)
         };
@@ -286,14 +327,37 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Takes `steps` optimizer steps on `images` (whole samples, flattened, as the loaders give
+    /// them) and their class `labels`, in order, `cfg.batch_size` at a time, cycling; returns
+    /// each step's loss (see [`train::train_steps`]). Dropout draws from this network's
+    /// generator; a checkpoint with `drop1.p = 0` turns it off.
+    ///
+    /// # Errors
+    /// Inputs that are not whole samples of this model, labels out of range, a non-finite loss.
+    pub fn train_steps(
+        &mut self,
+        images: Vec<f32>,
+        labels: Vec<usize>,
+        cfg: &TrainConfig,
+        steps: usize,
+    ) -> Result<Vec<f32>> {
+        let dev = &self.dev;
+        with_model!(&mut self.model, m =>
+            palm: train::train_steps(m.as_mut(), dev, &InMemory::<PalmShape, 1>::new(images, labels)?, cfg, steps),
+            mnist: train::train_steps(m.as_mut(), dev, &InMemory::<MnistShape, 10>::new(images, labels)?, cfg, steps),
+        )
+    }
+}
+
 /// Saving a concrete model from inside the training loop's epoch callback.
 trait SaveAs {
-    fn save_as(&self, kind: ModelKind, path: &Path) -> Result<()>;
+    fn save_as(&self, kind: ModelKind, meta: &[(&str, &str)], path: &Path) -> Result<()>;
 }
 
 impl<M: TensorCollection<f32, Cpu>> SaveAs for M {
-    fn save_as(&self, kind: ModelKind, path: &Path) -> Result<()> {
-        Ok(checkpoint::save(self, kind, path)?)
+    fn save_as(&self, kind: ModelKind, meta: &[(&str, &str)], path: &Path) -> Result<()> {
+        Ok(checkpoint::save_with(self, kind, meta, path)?)
     }
 }
 

@@ -13,6 +13,7 @@
 use crate::data::{self, PalmLoader};
 use crate::metrics::{self, Confusion};
 use crate::models::ModelKind;
+use crate::nn::Init;
 use dfdx::optim::{Adam, AdamConfig, Momentum, Sgd, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -222,6 +223,10 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// L2 weight decay added to the gradient (Paddle's `weight_decay`), if any.
     pub weight_decay: Option<f64>,
+    /// How the weights start (the course's models: PaddlePaddle's scheme). Only used when the
+    /// network is built for this run, not when it resumes from a checkpoint.
+    #[serde(default)]
+    pub init: Init,
     /// Print a loss line every this many batches (0: never).
     pub log_every: usize,
     /// Show a progress bar and print the course's console lines.
@@ -244,6 +249,7 @@ impl TrainConfig {
             optimizer,
             momentum: 0.9,
             weight_decay: None,
+            init: Init::Paddle,
             log_every: 10,
             verbose: true,
         }
@@ -284,6 +290,62 @@ pub struct Evaluation {
     pub labels: Vec<u8>,
     /// Per sample: the predicted class.
     pub predictions: Vec<u8>,
+    /// Standard deviation of the logits across the samples (the largest over the outputs): how
+    /// much the output still depends on the image. Below [`COLLAPSE_LOGIT_STD`] the network has
+    /// collapsed to a constant.
+    #[serde(default)]
+    pub logit_std: f64,
+}
+
+/// A validation pass whose logits vary less than this across images (standard deviation) means
+/// the network's output does not depend on its input: training has collapsed (dead ReLUs,
+/// saturated sigmoids), or never got going (the course's sigmoid LeNets, whose logits vary by
+/// about 1e-4 from the start). AlexNet learning the stand-in varies by 1 or more; a collapsed
+/// one by 1e-4 or less.
+pub const COLLAPSE_LOGIT_STD: f64 = 1e-3;
+
+impl Evaluation {
+    /// Whether the output no longer depends on the image (see [`COLLAPSE_LOGIT_STD`]).
+    pub fn collapsed(&self) -> bool {
+        self.logit_std < COLLAPSE_LOGIT_STD
+    }
+
+    /// The class predicted for every sample, when all predictions are the same.
+    pub fn single_class(&self) -> Option<u8> {
+        let first = *self.predictions.first()?;
+        self.predictions.iter().all(|&p| p == first).then_some(first)
+    }
+
+    /// The console line of a validation pass, as the course prints it, with a warning appended
+    /// when the network predicts one class for every image or has collapsed to a constant.
+    pub fn console_line(&self) -> String {
+        let mut line = format!("[validation] accuracy/loss: {:.4}/{:.4}", self.accuracy, self.loss);
+        if self.collapsed() {
+            let _ = write!(
+                line,
+                "  -- COLLAPSED: the output does not depend on the image (logit std {:.1e} across {} images)",
+                self.logit_std, self.samples
+            );
+        } else if let Some(c) = self.single_class() {
+            let _ = write!(line, "  -- one class: every image is predicted {c}");
+        }
+        line
+    }
+}
+
+/// The standard deviation across samples of each of `C` logits, the largest of them.
+fn logit_spread(logits: &[f32], classes: usize) -> f64 {
+    let n = logits.len() / classes.max(1);
+    if n == 0 {
+        return 0.0;
+    }
+    (0..classes)
+        .map(|c| {
+            let column = logits.iter().skip(c).step_by(classes).map(|&v| v as f64);
+            let mean = column.clone().sum::<f64>() / n as f64;
+            (column.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64).sqrt()
+        })
+        .fold(0.0, f64::max)
 }
 
 /// One epoch's summary.
@@ -305,6 +367,16 @@ pub struct EpochRecord {
     pub val_specificity: Option<f64>,
     /// Validation confusion matrix (one logit).
     pub val_confusion: Option<Confusion>,
+    /// Standard deviation of the validation logits across images (see [`Evaluation::logit_std`]).
+    #[serde(default)]
+    pub val_logit_std: f64,
+    /// The output no longer depended on the image at this validation (see
+    /// [`COLLAPSE_LOGIT_STD`]).
+    #[serde(default)]
+    pub collapsed: bool,
+    /// The class predicted for every validation image, when it was one class.
+    #[serde(default)]
+    pub single_class: Option<u8>,
     /// Seconds of training (without validation).
     pub train_seconds: f64,
     /// Training images per second.
@@ -341,7 +413,7 @@ impl History {
 
     /// One CSV row per epoch.
     pub fn to_csv(&self) -> String {
-        let mut s = String::from("epoch,train_loss,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,tp,fp,tn,fn,train_seconds,train_images_per_s\n");
+        let mut s = String::from("epoch,train_loss,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,tp,fp,tn,fn,val_logit_std,collapsed,train_seconds,train_images_per_s\n");
         for e in &self.epochs {
             let c = e
                 .val_confusion
@@ -349,7 +421,7 @@ impl History {
                 .unwrap_or_else(|| ",,,".into());
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 e.epoch,
                 e.train_loss,
                 e.val_loss,
@@ -358,6 +430,8 @@ impl History {
                 opt_cell(e.val_sensitivity),
                 opt_cell(e.val_specificity),
                 c,
+                e.val_logit_std,
+                e.collapsed,
                 e.train_seconds,
                 e.train_images_per_s
             );
@@ -513,6 +587,7 @@ pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(
 ) -> anyhow::Result<Evaluation> {
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
     let (mut scores, mut labels, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all_logits = Vec::new();
     for batch in src.batches(dev, batch_size, None)? {
         let Batch { images, targets } = batch?;
         let b = targets.shape().0;
@@ -521,6 +596,7 @@ pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(
             .try_forward(images)
             .map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
         let (s, p) = scores_of(&logits);
+        all_logits.extend(logits.as_vec());
         scores.extend(s);
         predictions.extend(p);
         loss_sum += loss_of(logits, targets).array() as f64 * b as f64;
@@ -547,6 +623,7 @@ pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(
         scores,
         labels,
         predictions,
+        logit_std: logit_spread(&all_logits, C),
     })
 }
 
@@ -639,7 +716,7 @@ where
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         let ev = evaluate(model, dev, valid, cfg.batch_size)?;
-        say(format!("[validation] accuracy/loss: {:.4}/{:.4}", ev.accuracy, ev.loss));
+        say(ev.console_line());
         history.epochs.push(EpochRecord {
             epoch,
             train_loss: loss_sum / n.max(1) as f64,
@@ -649,6 +726,9 @@ where
             val_sensitivity: ev.sensitivity,
             val_specificity: ev.specificity,
             val_confusion: ev.confusion,
+            val_logit_std: ev.logit_std,
+            collapsed: ev.collapsed(),
+            single_class: ev.single_class(),
             train_seconds,
             train_images_per_s: n as f64 / train_seconds.max(1e-9),
         });
@@ -656,6 +736,57 @@ where
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Takes `steps` optimizer steps of `cfg`'s optimizer on `data`'s batches of `cfg.batch_size`,
+/// in order and cycling — no shuffling, no validation — and returns each step's loss. This is
+/// the training step of [`train`] on batches fixed in advance, for comparing it step by step
+/// with another framework (`tools/step_parity.py`).
+///
+/// # Errors
+/// [`NonFiniteLoss`] when a loss is NaN or infinite; device errors.
+pub fn train_steps<M, S, const C: usize>(
+    model: &mut M,
+    dev: &Cpu,
+    data: &dyn BatchSource<S, C>,
+    cfg: &TrainConfig,
+    steps: usize,
+) -> anyhow::Result<Vec<f32>>
+where
+    M: Trainable<S, C>,
+    S: Shape,
+{
+    anyhow::ensure!(cfg.batch_size > 0, "batch size must be at least 1");
+    anyhow::ensure!(!data.is_empty(), "no samples");
+    let mut opt = Opt::new(model, cfg);
+    let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut losses = Vec::with_capacity(steps);
+    'cycle: for epoch in 0.. {
+        for (batch, item) in data.batches(dev, cfg.batch_size, None)?.enumerate() {
+            if losses.len() == steps {
+                break 'cycle;
+            }
+            let Batch { images, targets } = item?;
+            let logits = model
+                .try_forward_mut(images.traced(grads))
+                .map_err(|e| anyhow::anyhow!("forward pass failed: {e:?}"))?;
+            let loss = loss_of(logits, targets);
+            let value = loss.array();
+            anyhow::ensure!(
+                value.is_finite(),
+                NonFiniteLoss {
+                    epoch,
+                    batch,
+                    loss: value
+                }
+            );
+            losses.push(value);
+            grads = loss.backward();
+            opt.update(model, &grads)?;
+            model.try_zero_grads(&mut grads).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+    }
+    Ok(losses)
 }
 
 #[cfg(test)]

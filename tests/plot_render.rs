@@ -33,6 +33,9 @@ fn history() -> History {
             val_sensitivity: c.sensitivity(),
             val_specificity: c.specificity(),
             val_confusion: Some(c),
+            val_logit_std: 0.5,
+            collapsed: false,
+            single_class: None,
             train_seconds: 1.0,
             train_images_per_s: 100.0,
         });

@@ -34,6 +34,10 @@ pub enum DataCommand {
         #[arg(long)]
         zips: bool,
     },
+    /// Print the default data folder: `$PALM_DATA`, else the cached synthetic set (generated
+    /// first if it is not there yet). Scripts use it to train other frameworks on the same
+    /// images.
+    Path,
     /// Report what a data folder holds and every problem in it.
     Inspect {
         /// The data folder (default: `$PALM_DATA` or the cached synthetic set).
@@ -71,6 +75,10 @@ impl DataCommand {
                     s.out_dir.display(),
                     t.elapsed().as_secs_f64()
                 );
+                Ok(())
+            }
+            DataCommand::Path => {
+                println!("{}", super::synth::default_data_dir()?.display());
                 Ok(())
             }
             DataCommand::Inspect { data } => {

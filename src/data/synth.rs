@@ -13,14 +13,48 @@
 //!
 //! Each image is a plausible fundus photo: dark surround, circular field with
 //! vignetting, optic disc with cup, branching vessel arcades, a darker macula
-//! with the fovea at the coordinates written to the labels. Pathologic myopia
-//! (label 1) shows peripapillary atrophy, patchy and/or diffuse chorioretinal
-//! atrophy, tessellation and lacquer cracks at a random severity; high myopia
-//! (`H`, label 0) shows tessellation and mild changes, so the classes overlap;
-//! normal eyes show little. Illumination, colour cast, field size, framing and
-//! rotation vary at random. Output is deterministic for a seed (independent
-//! of the thread count). By default images are 2124x2056 or 1444x1444 (a mix,
-//! like the real set); [`SynthOptions::size`] forces one size for small test sets.
+//! with the fovea at the coordinates written to the labels. What tells the
+//! classes apart follows how pathologic myopia is graded (META-PM): by lesions
+//! that can be seen.
+//! - `P` (pathologic myopia, label 1): every image shows at least one lesion at a
+//!   size clearly visible at 224×224 — a peripapillary atrophy crescent of 1.2
+//!   disc radii or more, patchy chorioretinal atrophy (white patches with
+//!   pigmented rims), diffuse atrophy (a yellow haze over the posterior pole),
+//!   lacquer cracks, or the pigmented edge of a posterior staphyloma — and each
+//!   other lesion with a probability that grows with a severity drawn uniformly
+//!   in 0..1; tessellation and a tilted disc besides.
+//! - `H` (high myopia, label 0): tessellation, a tilted disc and a crescent of at
+//!   most 0.4 disc radii; no chorioretinal atrophy.
+//! - `N` (normal, label 0): little tessellation, a round disc, rarely a thin
+//!   crescent; often the pale light reflex of a young retina along the arcades.
+//!
+//! Illumination (gain 0.8–1.2), colour cast, fundus pigmentation, field size,
+//! framing and rotation vary at random, enough that no single image statistic
+//! separates the classes. Output is deterministic for a seed (independent of the
+//! thread count). By default images are 2124x2056 or 1444x1444 (a mix, like the
+//! real set); [`SynthOptions::size`] forces one size for small test sets.
+//!
+//! ## Calibration
+//!
+//! The stand-in is calibrated so that the course's lesson plays out as on the
+//! real photos (measured with `bench/side_by_side.py`, which trains the course's
+//! networks with the course's recipe in PaddlePaddle, PyTorch and palm-cnn on the
+//! same folder; the README has the per-epoch table):
+//! - the course's AlexNet recipe (Adam 0.001, Paddle's initialisation) learns it:
+//!   validation accuracy ≥ 0.88 and AUC ≥ 0.93 after 5 epochs in PaddlePaddle
+//!   and in palm-cnn (the course: 0.9250 on the real photos);
+//! - the course's sigmoid LeNet (Momentum 0.001) predicts one class for every
+//!   image, as in the course;
+//! - no threshold on one statistic of an image (mean R, G or B, brightness,
+//!   contrast) reaches more than 0.65 validation accuracy, so a network has to
+//!   find the lesions.
+//!
+//! Two things decided whether AlexNet learns at all with Adam 0.001 and Paddle's
+//! initialisation, whose first steps overshoot the logit by ±100 or more and
+//! kill most ReLUs: lesions large enough to survive that, and an illumination
+//! range no wider than a fundus camera's (with gains of 0.55–1.3, as in generator
+//! version 2, brightness-normalised copies of the same images learned while the
+//! originals collapsed).
 //!
 //! Rendering: the smooth structure is computed per pixel at a reduced
 //! resolution (1/4 for images wider than 1024 px), upsampled bilinearly to full
@@ -415,7 +449,7 @@ pub fn cache_root() -> PathBuf {
 /// Version of the image generator, part of the cache folder's name: bump it whenever a change
 /// alters the generated pixels, so that a cache written by older code is not mistaken for the
 /// current set.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// The synthetic set for `seed` and `size`, generated once into
 /// [`cache_root`]`/synthetic-v<version>-<seed>-<size>` (size `real` for the real sizes'
@@ -553,13 +587,9 @@ struct Scene {
     cast: [f32; 3],
     grad: (f32, f32),
     vignette: f32,
-    tess: f32,
     tess_freq: f32,
-    ppa: f32,
-    diffuse: f32,
-    patches: Vec<Patch>,
+    les: Lesions,
     vessels: Vec<Seg>,
-    cracks: Vec<Seg>,
     noise_seed: u32,
 }
 
@@ -567,7 +597,7 @@ fn scene(p: &Plan) -> Scene {
     let mut rng = StdRng::seed_from_u64(p.seed);
     let (w, h) = (p.w as f32, p.h as f32);
     let m = w.min(h);
-    let r = m * rng.gen_range(0.40..0.50);
+    let r = m * rng.gen_range(0.38..0.52);
     let c = (
         w / 2.0 + rng.gen_range(-0.04..0.04) * m,
         h / 2.0 + rng.gen_range(-0.04..0.04) * m,
@@ -590,93 +620,18 @@ fn scene(p: &Plan) -> Scene {
         off + rng.gen_range(0.0..0.06) * r,
     );
 
-    let (sev, tess, ppa, diffuse, n_patch, n_crack) = match p.class {
-        Class::Normal => {
-            let t = rng.gen_range(0.0f32..0.35);
-            (
-                0.0,
-                t,
-                if rng.gen_bool(0.15) {
-                    rng.gen_range(0.0..0.25)
-                } else {
-                    0.0
-                },
-                0.0,
-                0,
-                0,
-            )
-        }
-        Class::High => {
-            let s = rng.gen_range(0.1f32..0.5);
-            (
-                s,
-                rng.gen_range(0.3..0.8),
-                rng.gen_range(0.1..0.6) * s * 2.0,
-                rng.gen_range(0.0..0.25) * s,
-                0,
-                0,
-            )
-        }
-        Class::Patho => {
-            let s = rng.gen_range(0.15f32..1.0);
-            let np = if rng.gen_bool(0.35 + 0.5 * s as f64) {
-                rng.gen_range(1..=(1.0 + 6.0 * s) as usize)
-            } else {
-                0
-            };
-            let nc = if rng.gen_bool(0.3 * s as f64) {
-                rng.gen_range(1..=3)
-            } else {
-                0
-            };
-            (
-                s,
-                rng.gen_range(0.35..1.0),
-                rng.gen_range(0.4..1.0) * (0.4 + s),
-                rng.gen_range(0.0..0.8) * s,
-                np,
-                nc,
-            )
-        }
-    };
-    let _ = sev;
-    let patches = (0..n_patch)
-        .map(|_| {
-            let a: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
-            let d = rng.gen_range(0.3..1.6) * dd * 0.5;
-            // Around the disc-fovea axis, mostly in the posterior pole.
-            let mid = ((disc.0 + fovea.0) / 2.0, (disc.1 + fovea.1) / 2.0);
-            Patch {
-                c: (mid.0 + d * a.cos(), mid.1 + d * a.sin()),
-                r: disc_r * rng.gen_range(0.4..1.6),
-                s: rng.gen(),
-            }
-        })
-        .collect();
-    let cracks = (0..n_crack)
-        .flat_map(|_| {
-            let mut pos = (
-                fovea.0 + rng.gen_range(-0.25..0.25) * r,
-                fovea.1 + rng.gen_range(-0.25..0.25) * r,
-            );
-            let mut ang: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
-            let n = rng.gen_range(4..10);
-            let mut v = Vec::new();
-            for _ in 0..n {
-                ang += rng.gen_range(-0.5..0.5);
-                let step = r * 0.025;
-                let next = (pos.0 + step * ang.cos(), pos.1 + step * ang.sin());
-                v.push(Seg {
-                    a: pos,
-                    b: next,
-                    w: r * 0.004,
-                    dark: 0.0,
-                });
-                pos = next;
-            }
-            v
-        })
-        .collect();
+    let mid = ((disc.0 + fovea.0) / 2.0, (disc.1 + fovea.1) / 2.0);
+    let les = lesions(
+        &mut rng,
+        p.class,
+        Anatomy {
+            r,
+            disc_r,
+            fovea,
+            mid,
+            dd,
+        },
+    );
     let vessels = vessel_tree(&mut rng, disc, fovea, disc_r, r, c);
     let base_hue = rng.gen_range(0.0f32..1.0);
     Scene {
@@ -689,26 +644,193 @@ fn scene(p: &Plan) -> Scene {
         fovea,
         side,
         base: [
-            0.80 + 0.12 * base_hue,
-            0.32 + 0.14 * (1.0 - base_hue) + rng.gen_range(-0.04..0.04),
-            0.10 + rng.gen_range(0.0..0.12),
+            0.84 + 0.12 * base_hue,
+            0.42 + 0.14 * (1.0 - base_hue) + rng.gen_range(-0.04..0.04),
+            0.14 + rng.gen_range(0.0..0.16),
         ],
-        gain: rng.gen_range(0.55..1.30),
+        gain: rng.gen_range(0.9..1.1),
         cast: [
-            rng.gen_range(0.85..1.1),
-            rng.gen_range(0.8..1.15),
-            rng.gen_range(0.7..1.3),
+            rng.gen_range(0.92..1.05),
+            rng.gen_range(0.9..1.08),
+            rng.gen_range(0.85..1.15),
         ],
         grad: (rng.gen_range(-0.25..0.25), rng.gen_range(-0.25..0.25)),
         vignette: rng.gen_range(0.2..0.6),
-        tess,
         tess_freq: rng.gen_range(5.0..9.0),
-        ppa,
-        diffuse,
-        patches,
+        les,
         vessels,
-        cracks,
         noise_seed: rng.gen(),
+    }
+}
+
+/// Where the lesions go: the field's radius and the posterior pole's landmarks.
+#[derive(Clone, Copy)]
+struct Anatomy {
+    r: f32,
+    disc_r: f32,
+    fovea: (f32, f32),
+    /// Midway between disc and fovea: the centre of the posterior pole.
+    mid: (f32, f32),
+    /// Disc-to-fovea distance.
+    dd: f32,
+}
+
+/// What an eye shows beyond its anatomy, drawn per class by [`lesions`].
+struct Lesions {
+    /// Tessellation: the choroidal vessels showing through a thinned retina, 0..1.
+    tess: f32,
+    /// The disc's width over its height: below 1 a tilted disc, common in myopia.
+    disc_aspect: f32,
+    /// Peripapillary atrophy: the pale crescent's width on the temporal side, in disc radii.
+    ppa: f32,
+    /// Diffuse chorioretinal atrophy over the posterior pole, 0..1.
+    diffuse: f32,
+    /// Patchy chorioretinal atrophy: sharp-edged white patches with pigmented rims.
+    patches: Vec<Patch>,
+    /// Lacquer cracks: thin yellow-white lines near the macula.
+    cracks: Vec<Seg>,
+    /// The edge of a posterior staphyloma: centre, radius and strength of a pigmented arc
+    /// around the posterior pole, paler and more tessellated inside.
+    staphyloma: Option<((f32, f32), f32, f32)>,
+    /// The light reflex of a young retina: a pale sheen along the vessel arcades, 0..1. It
+    /// is no lesion but it brightens the image, so that brightness alone does not tell a
+    /// pale atrophic eye from a healthy shiny one.
+    sheen: f32,
+}
+
+/// The lesion kinds of pathologic myopia (META-PM's categories and plus lesions) that a `P`
+/// image can show; each `P` image gets one of them at a clearly visible size, more as its
+/// severity grows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lesion {
+    Crescent,
+    Patchy,
+    Diffuse,
+    Cracks,
+    Staphyloma,
+}
+
+/// The calibration of the stand-in, per class (see the module docs and the README for what it
+/// is measured against):
+/// - `N`: little tessellation, a round disc, rarely a thin crescent;
+/// - `H`: tessellation, a tilted disc, a crescent of at most half a disc radius; no atrophy;
+/// - `P`: one lesion at a size clearly visible at 224×224 (a crescent of 0.9 disc radii or
+///   more, white patches, a diffuse atrophic haze, lacquer cracks or a staphyloma edge), and
+///   each other lesion with a probability growing with a severity drawn uniformly in 0..1.
+fn lesions(rng: &mut StdRng, class: Class, a: Anatomy) -> Lesions {
+    let mut les = Lesions {
+        tess: 0.0,
+        disc_aspect: 1.0,
+        ppa: 0.0,
+        diffuse: 0.0,
+        patches: Vec::new(),
+        cracks: Vec::new(),
+        staphyloma: None,
+        sheen: 0.0,
+    };
+    match class {
+        Class::Normal => {
+            les.tess = rng.gen_range(0.0..0.3);
+            les.disc_aspect = rng.gen_range(0.9..1.0);
+            if rng.gen_bool(0.15) {
+                les.ppa = rng.gen_range(0.05..0.25);
+            }
+            if rng.gen_bool(0.7) {
+                les.sheen = rng.gen_range(0.3..0.7);
+            }
+        }
+        Class::High => {
+            les.tess = rng.gen_range(0.3..0.85);
+            les.disc_aspect = rng.gen_range(0.7..0.92);
+            les.ppa = rng.gen_range(0.1..0.4);
+            if rng.gen_bool(0.4) {
+                les.sheen = rng.gen_range(0.1..0.4);
+            }
+        }
+        Class::Patho => {
+            let severity: f32 = rng.gen_range(0.0..1.0);
+            les.tess = rng.gen_range(0.4..1.0);
+            les.disc_aspect = rng.gen_range(0.65..0.95);
+            let kinds = [
+                Lesion::Crescent,
+                Lesion::Patchy,
+                Lesion::Diffuse,
+                Lesion::Cracks,
+                Lesion::Staphyloma,
+            ];
+            let weights = rand::distributions::WeightedIndex::new([30u32, 30, 20, 10, 10]).expect("positive weights");
+            let primary = kinds[rand::distributions::Distribution::sample(&weights, rng)];
+            for kind in kinds {
+                let present = kind == primary || rng.gen_bool((0.15 + 0.6 * severity) as f64);
+                if present {
+                    add_lesion(rng, &mut les, kind, severity, a);
+                }
+            }
+        }
+    }
+    les
+}
+
+fn add_lesion(rng: &mut StdRng, les: &mut Lesions, kind: Lesion, severity: f32, a: Anatomy) {
+    let Anatomy {
+        r,
+        disc_r,
+        fovea,
+        mid,
+        dd,
+        ..
+    } = a;
+    match kind {
+        Lesion::Crescent => les.ppa = rng.gen_range(1.2..1.6) + 1.6 * severity,
+        Lesion::Patchy => {
+            let n = 2 + (severity * 4.0) as usize + rng.gen_range(0..2);
+            les.patches = (0..n)
+                .map(|_| {
+                    let ang: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+                    let d = rng.gen_range(0.1..0.9) * dd;
+                    Patch {
+                        c: (mid.0 + d * ang.cos(), mid.1 + d * ang.sin()),
+                        r: disc_r * rng.gen_range(0.9..1.6) * (0.9 + 0.8 * severity),
+                        s: rng.gen(),
+                    }
+                })
+                .collect();
+        }
+        Lesion::Diffuse => les.diffuse = rng.gen_range(0.6..0.8) + 0.3 * severity,
+        Lesion::Cracks => {
+            let n = 3 + (severity * 3.0) as usize;
+            les.cracks = (0..n)
+                .flat_map(|_| {
+                    let mut pos = (
+                        fovea.0 + rng.gen_range(-0.2..0.2) * r,
+                        fovea.1 + rng.gen_range(-0.2..0.2) * r,
+                    );
+                    let mut ang: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+                    let steps = rng.gen_range(8..16);
+                    let mut v = Vec::new();
+                    for _ in 0..steps {
+                        ang += rng.gen_range(-0.35..0.35);
+                        let next = (pos.0 + r * 0.025 * ang.cos(), pos.1 + r * 0.025 * ang.sin());
+                        v.push(Seg {
+                            a: pos,
+                            b: next,
+                            w: r * 0.02,
+                            dark: 0.0,
+                        });
+                        pos = next;
+                    }
+                    v
+                })
+                .collect();
+        }
+        Lesion::Staphyloma => {
+            les.staphyloma = Some((
+                mid,
+                r * rng.gen_range(0.4..0.6),
+                rng.gen_range(0.75..0.9) + 0.1 * severity,
+            ));
+            les.tess = les.tess.max(0.7);
+        }
     }
 }
 
@@ -826,40 +948,62 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
         col[1] * (1.0 + 0.12 * tex),
         col[2] * (1.0 + 0.1 * tex),
     ];
-    // Tessellation: ridged, warped noise showing the choroidal vessels.
-    if sc.tess > 0.01 {
+    let les = &sc.les;
+    // Tessellation: ridged, warped noise showing the choroidal vessels; stronger inside a
+    // staphyloma.
+    let staph = les.staphyloma.map(|(sc_c, sr, strength)| {
+        let ds = ((px - sc_c.0).powi(2) + (py - sc_c.1).powi(2)).sqrt() / sr;
+        (ds, strength)
+    });
+    let tess = les.tess + staph.map_or(0.0, |(ds, strength)| 0.3 * strength * (1.0 - smoothstep(0.9, 1.0, ds)));
+    if tess > 0.01 {
         let wx = vnoise(u * 3.0 + 7.1, v * 3.0, ns ^ 0x55);
         let n = fbm(u * sc.tess_freq + wx * 2.0, v * sc.tess_freq * 0.7, ns ^ 0xAA, 2);
         let ridge = 1.0 - (2.0 * n - 1.0).abs();
-        let t = sc.tess * smoothstep(0.55, 0.95, ridge) * (0.55 + 0.45 * d.min(1.0));
+        let t = tess.min(1.0) * smoothstep(0.55, 0.95, ridge) * (0.55 + 0.45 * d.min(1.0));
         col = lerp3(col, [col[0] * 0.62, col[1] * 0.45, col[2] * 0.5], t * 0.85);
     }
-    let dist_disc = ((px - sc.disc.0).powi(2) + (py - sc.disc.1).powi(2)).sqrt();
+    // Staphyloma: paler inside, a pigmented arc at its edge.
+    if let Some((ds, strength)) = staph {
+        let inside = 1.0 - smoothstep(0.92, 1.0, ds);
+        col = lerp3(col, [0.90, 0.62, 0.42], inside * 0.35 * strength);
+        let rim = (-((ds - 1.0) / 0.05).powi(2)).exp();
+        col = lerp3(col, [0.22, 0.11, 0.06], rim * 0.75 * strength);
+    }
+    // The disc, tilted: squeezed along x.
+    let dist_disc = (((px - sc.disc.0) / les.disc_aspect).powi(2) + (py - sc.disc.1).powi(2)).sqrt();
     // Diffuse atrophy: yellowish haze over the posterior pole.
-    if sc.diffuse > 0.01 {
+    if les.diffuse > 0.01 {
         let mid = ((sc.disc.0 + sc.fovea.0) / 2.0, (sc.disc.1 + sc.fovea.1) / 2.0);
         let dm = ((px - mid.0).powi(2) + (py - mid.1).powi(2)).sqrt() / (sc.r * 0.45);
-        let t = sc.diffuse * (-dm * dm).exp() * (0.6 + 0.8 * fbm(u * 5.0, v * 5.0, ns ^ 0x77, 2));
-        col = lerp3(col, [0.93, 0.74, 0.45], t.min(0.85));
+        let t = les.diffuse * (-dm * dm).exp() * (0.6 + 0.8 * fbm(u * 5.0, v * 5.0, ns ^ 0x77, 2));
+        col = lerp3(col, [0.93, 0.74, 0.38], t.min(0.85));
     }
     // Patchy atrophy: irregular pale patches with pigmented rims.
-    for p in &sc.patches {
+    for p in &les.patches {
         let dp = ((px - p.c.0).powi(2) + (py - p.c.1).powi(2)).sqrt() / p.r;
         if dp < 1.6 {
             let edge = 1.0 + 0.35 * (fbm(u * 18.0, v * 18.0, p.s, 2) - 0.5) * 2.0;
             let inside = 1.0 - smoothstep(edge - 0.12, edge, dp);
             let rim = smoothstep(edge - 0.15, edge, dp) * (1.0 - smoothstep(edge, edge + 0.18, dp));
-            col = lerp3(col, [0.96, 0.90, 0.74], inside * 0.92);
+            col = lerp3(col, [0.96, 0.90, 0.50], inside * 0.92);
             col = lerp3(col, [0.25, 0.15, 0.08], rim * 0.45);
         }
     }
+    // The light reflex: a patchy pale band along the arcades around the posterior pole.
+    if les.sheen > 0.01 {
+        let mid = ((sc.disc.0 + sc.fovea.0) / 2.0, (sc.disc.1 + sc.fovea.1) / 2.0);
+        let dm = ((px - mid.0).powi(2) + (py - mid.1).powi(2)).sqrt() / sc.r;
+        let band = (-((dm - 0.42) / 0.14).powi(2)).exp() * smoothstep(0.45, 0.75, fbm(u * 6.0, v * 6.0, ns ^ 0x33, 2));
+        col = lerp3(col, [0.97, 0.92, 0.92], les.sheen * band);
+    }
     // Peripapillary atrophy: a pale crescent, widest on the temporal side.
-    if sc.ppa > 0.01 {
+    if les.ppa > 0.01 {
         let ang = (py - sc.disc.1).atan2(px - sc.disc.0);
         let temporal = (-sc.side * ang.cos()).max(0.0);
-        let width = sc.disc_r * sc.ppa * (0.25 + 1.1 * temporal);
+        let width = sc.disc_r * les.ppa * (0.25 + 1.1 * temporal);
         let ring = 1.0 - smoothstep(sc.disc_r + width * 0.7, sc.disc_r + width, dist_disc);
-        col = lerp3(col, [0.92, 0.84, 0.64], ring * 0.9);
+        col = lerp3(col, [0.92, 0.84, 0.50], ring * 0.9);
     }
     // Macula: darker, browner, with the fovea pit.
     let df = ((px - sc.fovea.0).powi(2) + (py - sc.fovea.1).powi(2)).sqrt() / sc.r;
@@ -877,7 +1021,7 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
     let cup = 1.0 - smoothstep(sc.disc_r * 0.25, sc.disc_r * 0.5, dist_disc);
     col = lerp3(col, [1.0, 0.93, 0.78], cup * 0.8);
     // Lacquer cracks, then vessels on top.
-    col = lerp3(col, [0.95, 0.85, 0.66], crack * 0.8);
+    col = lerp3(col, [0.95, 0.85, 0.50], crack * 0.9);
     let (va, vd) = vessel;
     col = lerp3(col, [0.55 - 0.3 * vd, 0.10 - 0.05 * vd, 0.06], va * 0.85);
     // Illumination: gain, colour cast, gradient, vignetting, soft field edge.
@@ -910,7 +1054,7 @@ fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
     raster(&sc.vessels, lw, lh, kf, &mut va, &mut vd);
     let mut ca = vec![0f32; lw * lh];
     let mut cd = vec![0f32; lw * lh];
-    raster(&sc.cracks, lw, lh, kf, &mut ca, &mut cd);
+    raster(&sc.les.cracks, lw, lh, kf, &mut ca, &mut cd);
     let mut low = vec![0f32; lw * lh * 3];
     for iy in 0..lh {
         for ix in 0..lw {

@@ -28,9 +28,11 @@
 
 mod conv;
 mod flatten;
+pub mod init;
 mod pool;
 pub mod shape_check;
 
 pub use conv::Conv2d;
 pub use flatten::Flatten;
+pub use init::{reinit, Init};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
