@@ -58,10 +58,12 @@ fn profile_records_each_layer_and_ends_in_the_forward_logits() {
 
 #[test]
 fn network_matches_the_generic_model_it_wraps() {
-    // Same seed, same initialisation as building the model directly.
+    // Same seed, same initialisation as building the model directly and redrawing it with the
+    // course's scheme.
     let net = Network::new(ModelKind::LeNetMnist, 11);
     let dev = Cpu::seed_from_u64(11);
-    let direct = dev.build_module::<LeNetMnist, f32>();
+    let mut direct = dev.build_module::<LeNetMnist, f32>();
+    palm_cnn::nn::reinit(&mut direct, palm_cnn::nn::Init::Paddle, 11);
     let digits = mnist::Mnist::builtin().unwrap();
     let inputs = notebook::mnist_inputs(&digits, &[5, 6, 7]).unwrap();
     let x = dev.tensor_from_vec(inputs.clone(), (3, Const::<1>, Const::<28>, Const::<28>));
@@ -102,6 +104,7 @@ fn network_training_equals_the_generic_training_loop() {
 
     let dev = Cpu::seed_from_u64(cfg.seed);
     let mut model = dev.build_module::<LeNetMnist, f32>();
+    palm_cnn::nn::reinit(&mut model, cfg.init, cfg.seed);
     let (tr, va) = match &data {
         Datasets::Mnist { train, valid } => (train.clone(), valid.clone()),
         Datasets::Palm { .. } => unreachable!(),
