@@ -443,6 +443,29 @@ def report(results, models, seeds, frameworks, epochs):
     return "\n".join(lines)
 
 
+def merge(args):
+    """The report of several --json files, as if they had been one run."""
+    results, data, baseline = {}, None, None
+    for path in args.merge:
+        with open(path) as f:
+            dump = json.load(f)
+        data, baseline = data or dump["data"], baseline or dump["baseline"]
+        for r in dump["runs"]:
+            results[(r["model"], r["framework"], r["seed"])] = r["epochs"]
+    models = [m for m in ("alexnet", "lenet-palm") if any(k[0] == m for k in results)]
+    seeds = sorted({k[2] for k in results})
+    frameworks = [fw for fw in FRAMEWORKS if any(k[1] == fw for k in results)]
+    epochs = max(len(r) for r in results.values())
+    best = max(baseline.values())
+    base_line = "one-statistic baseline (best threshold on the validation images): " + ", ".join(
+        f"{k} {v:.4f}" for k, v in baseline.items()) + f"; best {best:.4f}"
+    text = report(results, models, seeds, frameworks, epochs)
+    print(f"data: {data}\n{base_line}\n{text}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"data: `{data}`\n\n{base_line}\n{text}\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="PALM-layout folder (default: `palm-cnn data path`)")
@@ -455,6 +478,9 @@ def main():
     p.add_argument("--json", help="write every run's per-epoch metrics here")
     p.add_argument("--markdown", help="write the report tables here")
     p.add_argument("--baseline-only", action="store_true", help="only the one-statistic baseline")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="no training: print the report of runs saved earlier with --json (several files, e.g. one "
+                        "per framework run in parallel)")
     p.add_argument("--verbose", action="store_true", help="the course's per-batch loss lines")
     p.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -463,6 +489,8 @@ def main():
     args = p.parse_args()
     if args.worker:
         return run_worker(args)
+    if args.merge:
+        return merge(args)
 
     data = args.data or default_data()
     print(f"data: {data}", file=sys.stderr)

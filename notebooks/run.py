@@ -1,6 +1,6 @@
 """Executes the evcxr notebooks headlessly through a Jupyter client (nbclient) with the `rust`
 kernel, and fails when a cell errors, writes anything to stderr (evcxr reports panics and `?`
-errors there with an "ok" status), or runs past the timeout.
+errors there with an "ok" status), shows a bare `()`, or runs past the timeout.
 
 Usage (through notebooks/run, which installs what this needs):
     notebooks/run [--quick | --full] [--timeout SECONDS] [NOTEBOOK ...]
@@ -13,6 +13,7 @@ back in place, each only after it ran clean.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,12 @@ def stderr_text(cell):
         for o in cell.get("outputs", [])
         if o.get("output_type") == "stream" and o.get("name") == "stderr"
     )
+
+
+def bare_unit(output):
+    """An execute_result that shows only `()`, the value of a cell ending in a block: noise to a student."""
+    data = output.get("data", {}) if output.get("output_type") == "execute_result" else {}
+    return list(data) == ["text/plain"] and "".join(data["text/plain"]).strip() == "()"
 
 
 def first_line(source):
@@ -72,6 +79,10 @@ def run_one(path, timeout, kernel, write):
             if o.get("output_type") == "error":
                 detail = "\n".join([f"{o.get('ename', '')}: {o.get('evalue', '')}"] + list(o.get("traceback", [])))
                 problems.append(f"cell {index} ({first_line(cell.source)!r}) failed:\n{ANSI.sub('', detail).rstrip()}")
+        if any(bare_unit(o) for o in cell.get("outputs", [])):
+            problems.append(
+                f"cell {index} ({first_line(cell.source)!r}) shows a bare `()`: end its last block with `;`"
+            )
         err = stderr_text(cell)
         if err.strip():
             problems.append(
@@ -110,10 +121,12 @@ def main():
         os.environ.pop("PALM_CNN_QUICK", None)
     else:
         os.environ["PALM_CNN_QUICK"] = "1"
-    # One evcxr build folder for all notebooks: the library and its dependencies are compiled
-    # by the first notebook and reused by the others (evcxr's own :cache skips local crates).
-    os.environ.setdefault("EVCXR_TMPDIR", str(REPO / "target" / "evcxr-notebooks"))
-    Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    # Every notebook gets a fresh kernel with its own evcxr folder, as in a student's Jupyter;
+    # what they share is what the notebooks themselves set up (the build folder named in their
+    # first cell). Quick mode always trains: its earlier runs, which the notebooks would
+    # otherwise reuse (Experiment::run_or_reuse), are removed first.
+    if not full:
+        shutil.rmtree(REPO / "runs" / "notebooks" / "quick", ignore_errors=True)
 
     paths = args.notebooks or sorted(HERE.glob("[0-9]*.ipynb"))
     if not paths:

@@ -476,16 +476,27 @@ impl TensorVisitor<f32, Cpu> for Loader<'_> {
 
 /// Reads `path` and loads it into `model` of kind `kind`, checking the recorded kind too.
 pub fn load<M: TensorCollection<f32, Cpu>>(model: &mut M, kind: ModelKind, path: &Path) -> Result<(), CheckpointError> {
-    let ck = Checkpoint::read(path)?;
-    if let Ok(recorded) = ck.model_kind() {
-        if recorded != kind {
-            return Err(CheckpointError::Format {
-                path: path.to_path_buf(),
-                reason: format!("it holds a {recorded} model, not {kind}"),
-            });
+    Checkpoint::read(path)?.load_checked(model, kind)
+}
+
+impl Checkpoint {
+    /// [`Checkpoint::load_into`] after checking that the model kind recorded in the metadata,
+    /// when there is one, is `kind`.
+    pub fn load_checked<M: TensorCollection<f32, Cpu>>(
+        &self,
+        model: &mut M,
+        kind: ModelKind,
+    ) -> Result<(), CheckpointError> {
+        if let Ok(recorded) = self.model_kind() {
+            if recorded != kind {
+                return Err(CheckpointError::Format {
+                    path: self.path.clone(),
+                    reason: format!("it holds a {recorded} model, not {kind}"),
+                });
+            }
         }
+        self.load_into(model, kind)
     }
-    ck.load_into(model, kind)
 }
 
 #[cfg(test)]

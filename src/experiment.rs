@@ -2,6 +2,11 @@
 //! with the course's recipe or another, and write the run folder — `model.safetensors` after
 //! every epoch, `metrics.csv`, `metrics.json`, and the plots (`loss`, `metrics`, `confusion`,
 //! `roc`, as SVG and PNG). `palm-cnn train` and the notebooks both run through [`Experiment`].
+//!
+//! A finished run also leaves `run.json`, what identifies it (model, data folder, subset,
+//! augmentation, recipe and seed). [`Experiment::run_or_reuse`] loads such a run instead of
+//! training again when it matches: a teacher can show a chapter from the main job's
+//! `runs/alexnet` without waiting for five epochs.
 
 use crate::data::{self, LoadOptions, PalmLoader, Sample};
 use crate::models::ModelKind;
@@ -9,7 +14,29 @@ use crate::network::{Datasets, Network};
 use crate::plot;
 use crate::train::{Evaluation, History, InMemory, TrainConfig};
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The file in a run folder that identifies a finished run.
+pub const RUN_KEY_FILE: &str = "run.json";
+
+/// What makes two runs the same: a run folder is reused only when all of it matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunKey {
+    /// The model's name.
+    pub model: String,
+    /// The data: the iChallenge-PM folder as resolved (a synthetic set's folder name carries
+    /// its generator version and seed), or `mnist` for the shipped digits.
+    pub data: String,
+    /// The seeded subset's size, if any.
+    pub limit: Option<usize>,
+    /// Whether training images were augmented.
+    pub augment: bool,
+    /// The recipe, seed and initialisation (console settings left out).
+    pub config: TrainConfig,
+    /// The checkpoint a resumed run started from.
+    pub resume: Option<PathBuf>,
+}
 
 /// Seed of the `limit` subsets: fixed, so training and a later evaluation pick the same samples.
 const SUBSET_SEED: u64 = 0x5EED;
@@ -137,6 +164,86 @@ impl Experiment {
         )
     }
 
+    /// What identifies this experiment's run (see [`RunKey`]).
+    pub fn key(&self) -> Result<RunKey> {
+        let data = match self.model {
+            ModelKind::LeNetMnist => "mnist".to_string(),
+            _ => match &self.data {
+                Some(p) => p.display().to_string(),
+                None => data::default_data_dir()?.display().to_string(),
+            },
+        };
+        Ok(RunKey {
+            model: self.model.name().to_string(),
+            data,
+            limit: self.limit,
+            augment: self.augment,
+            config: TrainConfig {
+                log_every: 0,
+                verbose: false,
+                ..self.config.clone()
+            },
+            resume: self.resume.clone(),
+        })
+    }
+
+    /// The finished run in [`Experiment::out`] if it was made by this same experiment (its
+    /// `run.json` equals [`Experiment::key`], and its checkpoint and metrics are there), else
+    /// `None`.
+    pub fn finished_run(&self) -> Result<Option<(Network, History)>> {
+        let key_file = self.out.join(RUN_KEY_FILE);
+        let Ok(text) = std::fs::read_to_string(&key_file) else {
+            return Ok(None);
+        };
+        let Ok(recorded) = serde_json::from_str::<RunKey>(&text) else {
+            return Ok(None);
+        };
+        let metrics = self.out.join("metrics.json");
+        if recorded != self.key()? || !self.checkpoint_path().is_file() || !metrics.is_file() {
+            return Ok(None);
+        }
+        let history: History = serde_json::from_str(
+            &std::fs::read_to_string(&metrics).with_context(|| format!("reading {}", metrics.display()))?,
+        )
+        .with_context(|| format!("parsing {}", metrics.display()))?;
+        if history.epochs.len() != self.config.epochs {
+            return Ok(None);
+        }
+        let network = Network::load(&self.checkpoint_path())?;
+        Ok(Some((network, history)))
+    }
+
+    /// [`Experiment::run_on`], unless [`Experiment::out`] holds a finished run of this same
+    /// experiment: then that run's network and history are loaded and the network is evaluated
+    /// on `data` again (so the scores come from the checkpoint at hand). Prints which it did.
+    /// [`Outcome::reused`] tells it too.
+    pub fn run_or_reuse(&self, data: &Datasets) -> Result<Outcome> {
+        let Some((network, history)) = self.finished_run()? else {
+            println!("no finished run of this experiment in {}: training", self.out.display());
+            return self.run_on(data);
+        };
+        println!(
+            "reusing the finished run in {} (same model, data, recipe and seed; {} epochs); \
+             delete its {RUN_KEY_FILE} to train again",
+            self.out.display(),
+            history.epochs.len()
+        );
+        let evaluation = network.evaluate(data, self.config.batch_size)?;
+        let plots = ["loss", "metrics", "confusion", "roc"]
+            .iter()
+            .flat_map(|name| ["svg", "png"].map(|ext| self.out.join(format!("{name}.{ext}"))))
+            .filter(|p| p.is_file())
+            .collect();
+        Ok(Outcome {
+            network,
+            history,
+            evaluation,
+            checkpoint: self.checkpoint_path(),
+            plots,
+            reused: true,
+        })
+    }
+
     /// Loads the data, then [`Experiment::run_on`] it.
     pub fn run(&self) -> Result<Outcome> {
         self.run_on(&self.load_data()?)
@@ -151,6 +258,12 @@ impl Experiment {
     /// diverges. The metrics recorded so far are written either way, and the error says
     /// which epoch's checkpoint was kept.
     pub fn run_on(&self, data: &Datasets) -> Result<Outcome> {
+        let key = self.key()?;
+        // A run folder being overwritten no longer holds the run its old key describes.
+        let key_file = self.out.join(RUN_KEY_FILE);
+        if key_file.exists() {
+            std::fs::remove_file(&key_file).with_context(|| format!("removing {}", key_file.display()))?;
+        }
         let mut network = Network::with_init(self.model, self.config.seed, self.config.init);
         if let Some(r) = &self.resume {
             network.load_weights(r)?;
@@ -185,12 +298,15 @@ impl Experiment {
             plots.extend(plot::confusion_matrix(&c)?.save(&self.out, "confusion")?);
             plots.extend(plot::roc_from_scores(&evaluation.scores, &evaluation.labels)?.save(&self.out, "roc")?);
         }
+        std::fs::write(&key_file, serde_json::to_string_pretty(&key)?)
+            .with_context(|| format!("writing {}", key_file.display()))?;
         Ok(Outcome {
             network,
             history,
             evaluation,
             checkpoint: ck,
             plots,
+            reused: false,
         })
     }
 }
@@ -207,4 +323,6 @@ pub struct Outcome {
     pub checkpoint: PathBuf,
     /// The plot files written (SVG and PNG).
     pub plots: Vec<PathBuf>,
+    /// Whether [`Experiment::run_or_reuse`] loaded a finished run instead of training.
+    pub reused: bool,
 }

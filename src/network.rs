@@ -153,11 +153,9 @@ impl Network {
     /// As [`Network::load`], and when the checkpoint holds another kind of model.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         let kind = self.kind();
-        with_model!(&mut self.model, m => palm: checkpoint::load(m.as_mut(), kind, path)?, mnist: checkpoint::load(m.as_mut(), kind, path)?);
-        self.init = Checkpoint::read(path)?
-            .metadata
-            .get(checkpoint::INIT_KEY)
-            .and_then(|s| s.parse().ok());
+        let ck = Checkpoint::read(path)?;
+        with_model!(&mut self.model, m => palm: ck.load_checked(m.as_mut(), kind)?, mnist: ck.load_checked(m.as_mut(), kind)?);
+        self.init = ck.metadata.get(checkpoint::INIT_KEY).and_then(|s| s.parse().ok());
         Ok(())
     }
 

@@ -152,15 +152,21 @@ fn data_of_the_wrong_kind_is_an_error_not_a_panic() {
     assert!(digits.valid_samples().is_empty());
 }
 
+/// LeNet-MNIST with Adam on a 30-digit subset, quietly, into `out`.
+fn tiny_digits_experiment(epochs: usize, out: &std::path::Path) -> Experiment {
+    let mut exp = Experiment::course(ModelKind::LeNetMnist);
+    exp.limit = Some(30);
+    exp.config.epochs = epochs;
+    exp.config.verbose = false;
+    exp.config.optimizer = train::OptimizerKind::Adam;
+    exp.out = out.to_path_buf();
+    exp
+}
+
 #[test]
 fn experiment_writes_its_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut exp = Experiment::course(ModelKind::LeNetMnist);
-    exp.limit = Some(30);
-    exp.config.epochs = 2;
-    exp.config.verbose = false;
-    exp.config.optimizer = train::OptimizerKind::Adam;
-    exp.out = tmp.path().join("run");
+    let exp = tiny_digits_experiment(2, &tmp.path().join("run"));
     let outcome = exp.run().unwrap();
     assert_eq!(outcome.history.epochs.len(), 2);
     assert_eq!(outcome.history.batches.len(), 2 * 3);
@@ -176,6 +182,50 @@ fn experiment_writes_its_run_folder() {
     }
     // MNIST has no confusion matrix or ROC curve.
     assert!(!exp.out.join("roc.png").exists());
+}
+
+#[test]
+fn a_finished_run_is_reused_only_by_the_same_experiment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_digits_experiment(1, &tmp.path().join("run"));
+    let data = exp.load_data().unwrap();
+    assert!(exp.finished_run().unwrap().is_none());
+    let trained = exp.run_or_reuse(&data).unwrap();
+    assert!(!trained.reused);
+    assert!(exp.out.join(palm_cnn::experiment::RUN_KEY_FILE).is_file());
+
+    // The same experiment, console settings aside: loaded, not trained, and it scores the
+    // validation images exactly as the run that trained it.
+    let mut same = exp.clone();
+    same.config.verbose = true;
+    same.config.log_every = 1;
+    let reused = same.run_or_reuse(&data).unwrap();
+    assert!(reused.reused);
+    assert_eq!(reused.history, trained.history);
+    assert_eq!(reused.evaluation.scores, trained.evaluation.scores);
+    assert!(
+        reused.plots.iter().any(|p| p.ends_with("loss.png")),
+        "{:?}",
+        reused.plots
+    );
+
+    // Another seed, another learning rate or another subset is another run.
+    for change in [
+        |e: &mut Experiment| e.config.seed += 1,
+        |e: &mut Experiment| e.config.lr *= 2.0,
+        |e: &mut Experiment| e.limit = Some(20),
+        |e: &mut Experiment| e.config.epochs = 2,
+    ] {
+        let mut other = exp.clone();
+        change(&mut other);
+        assert!(other.finished_run().unwrap().is_none(), "{other:?}");
+    }
+    // Training again in the folder replaces the key with the new run's.
+    let mut other = exp.clone();
+    other.config.seed += 1;
+    assert!(!other.run_or_reuse(&data).unwrap().reused);
+    assert!(exp.finished_run().unwrap().is_none());
+    assert!(other.finished_run().unwrap().is_some());
 }
 
 #[test]

@@ -5,8 +5,8 @@ same batches.
     python3 tools/step_parity.py [--model alexnet] [--steps 50] [--images 100] [--data DIR]
 
 PyTorch draws the initial weights (the course's Paddle scheme, seed 0) and writes them as a
-palm-cnn checkpoint with dropout off (`drop1.p = drop2.p = 0`); the first `--images` training
-images of the data folder, preprocessed as the course does (OpenCV, 224x224, `x/255*2-1`), are
+palm-cnn checkpoint with dropout off (`drop1.p = drop2.p = 0`); `--images` training images drawn
+across the data folder (seed 0; both classes), preprocessed as the course does (OpenCV, 224x224, `x/255*2-1`), are
 written as fixed batches of 10. Then, for Adam(0.001) and Momentum(0.001, 0.9), both frameworks
 take `--steps` steps over those batches in order (cycling): `palm-cnn steps` on one side, the
 same loop in PyTorch on the other. The script prints every step's two losses and their
@@ -84,8 +84,11 @@ def main():
     torch.set_num_threads(args.threads)
     data = args.data or side_by_side.default_data()
     tx, ty, _, _, _, _ = side_by_side.load_split(data, args.threads)
-    images = side_by_side.normalize(tx[: args.images])
-    labels = ty[: args.images].astype(np.float32)
+    # A seeded draw across the whole set, in shuffled order: the files are sorted by name, so the
+    # first hundred are all H and N (label 0), and batches of one class let the loss fall to 0.
+    pick = np.random.RandomState(0).permutation(len(tx))[: args.images]
+    images = side_by_side.normalize(tx[pick])
+    labels = ty[pick].astype(np.float32)
 
     torch.manual_seed(0)
     init = torch_models.build(args.model)
