@@ -10,7 +10,8 @@ across the data folder (seed 0; both classes), preprocessed as the course does (
 written as fixed batches of 10. Then, for Adam(0.001) and Momentum(0.001, 0.9), both frameworks
 take `--steps` steps over those batches in order (cycling): `palm-cnn steps` on one side, the
 same loop in PyTorch on the other. The script prints every step's two losses and their
-difference, the first step where they part by more than 1e-4 relative, and for each tensor the
+difference, next to the difference between PyTorch and PyTorch again with another thread count
+(float rounding alone, amplified when a step throws the logits far), the first step where they part by more than 1e-4 relative, and for each tensor the
 largest difference of the updated weights relative to the tensor's largest update.
 
 Needs torch, numpy and opencv-python-headless (bench/.venv has them, see bench/README.md) and
@@ -117,13 +118,25 @@ def main():
                 if isinstance(m, torch.nn.Dropout):
                     m.p = 0.0
             theirs = torch_steps(model, images, labels, optimizer, args.steps, 10)
-            print(f"\n## {args.model}, {optimizer}: loss per step (PyTorch, palm-cnn, |difference|)")
+            # PyTorch against itself with another thread count (another summation order): how far
+            # float rounding alone carries two runs apart, the scale to read palm-cnn's difference on.
+            alt_threads = 1 if args.threads != 1 else 2
+            twin = torch_models.build(args.model)
+            twin.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+            for m in twin.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = 0.0
+            torch.set_num_threads(alt_threads)
+            itself = torch_steps(twin, images, labels, optimizer, args.steps, 10)
+            torch.set_num_threads(args.threads)
+            print(f"\n## {args.model}, {optimizer}: loss per step (PyTorch, palm-cnn, |difference|, "
+                  f"|PyTorch with {alt_threads} thread(s) - PyTorch|)")
             parted = None
-            for i, (a, b) in enumerate(zip(theirs, ours)):
+            for i, (a, b, c) in enumerate(zip(theirs, ours, itself)):
                 d = abs(a - b)
                 if parted is None and d > 1e-4 * max(1.0, abs(a)):
                     parted = i
-                print(f"step {i:3d}  {a:12.6f}  {b:12.6f}  {d:.2e}")
+                print(f"step {i:3d}  {a:12.6f}  {b:12.6f}  {d:.2e}  {abs(a - c):.2e}")
             tensors, _ = torch_models.read_safetensors(after)
             weights = []
             for name, t0 in state.items():
@@ -138,7 +151,8 @@ def main():
             for w in weights:
                 r = "n/a" if w["relative"] is None else f"{w['relative']:.2e}"
                 print(f"  {w['tensor']:12s} {w['max_update']:.3e}  {w['max_difference']:.3e}  {r}")
-            report["runs"][optimizer] = {"torch": theirs, "palm_cnn": ours, "first_parted": parted, "weights": weights}
+            report["runs"][optimizer] = {"torch": theirs, "palm_cnn": ours, "torch_other_threads": itself,
+                                         "first_parted": parted, "weights": weights}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
