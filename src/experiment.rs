@@ -8,7 +8,7 @@
 //! training again when it matches: a teacher can show a chapter from the main job's
 //! `runs/alexnet` without waiting for five epochs.
 
-use crate::data::{self, LoadOptions, PalmLoader, Sample};
+use crate::data::{self, DecodeMode, LoadOptions, PalmLoader, Sample};
 use crate::models::ModelKind;
 use crate::network::{Datasets, Network};
 use crate::plot;
@@ -32,6 +32,9 @@ pub struct RunKey {
     pub limit: Option<usize>,
     /// Whether training images were augmented.
     pub augment: bool,
+    /// How the JPEGs were decoded (runs from before this field was recorded used `fast`).
+    #[serde(default)]
+    pub decode: DecodeMode,
     /// The recipe, seed and initialisation (console settings left out).
     pub config: TrainConfig,
     /// The checkpoint a resumed run started from.
@@ -58,6 +61,18 @@ impl Datasets {
     /// set), each cut to a seeded subset of at most `limit` images, decoded now (in parallel).
     /// `augment` turns on the default augmentation for the training split.
     pub fn palm(root: Option<&Path>, limit: Option<usize>, augment: bool, progress: bool) -> Result<Self> {
+        Self::palm_decoded(root, limit, augment, DecodeMode::default(), progress)
+    }
+
+    /// [`Datasets::palm`] with the JPEGs decoded by `decode` (the course's path is
+    /// [`DecodeMode::Exact`]).
+    pub fn palm_decoded(
+        root: Option<&Path>,
+        limit: Option<usize>,
+        augment: bool,
+        decode: DecodeMode,
+        progress: bool,
+    ) -> Result<Self> {
         let root = match root {
             Some(p) => p.to_path_buf(),
             None => data::default_data_dir().context("preparing the synthetic data set")?,
@@ -65,6 +80,7 @@ impl Datasets {
         let ds = data::open(&root).with_context(|| format!("opening {}", root.display()))?;
         let opts = LoadOptions {
             augment: augment.then(data::Augment::default),
+            decode,
             progress,
             ..LoadOptions::default()
         };
@@ -91,17 +107,20 @@ impl Datasets {
         })
     }
 
-    /// The data `kind` trains on: MNIST for LeNet-MNIST (`root` ignored), iChallenge-PM else.
+    /// The data `kind` trains on: MNIST for LeNet-MNIST (`root` and `decode` ignored),
+    /// iChallenge-PM else.
     pub fn for_model(
         kind: ModelKind,
         root: Option<&Path>,
         limit: Option<usize>,
         augment: bool,
+        decode: DecodeMode,
         progress: bool,
     ) -> Result<Self> {
-        match kind {
-            ModelKind::LeNetMnist => Datasets::mnist(limit),
-            _ => Datasets::palm(root, limit, augment, progress),
+        if kind.takes_digits() {
+            Datasets::mnist(limit)
+        } else {
+            Datasets::palm_decoded(root, limit, augment, decode, progress)
         }
     }
 
@@ -126,6 +145,8 @@ pub struct Experiment {
     pub limit: Option<usize>,
     /// Augment training images.
     pub augment: bool,
+    /// How JPEGs are decoded (default [`DecodeMode::Fast`]).
+    pub decode: DecodeMode,
     /// Optimizer, learning rate, epochs, batch size, seed.
     pub config: TrainConfig,
     /// The run folder.
@@ -142,6 +163,7 @@ impl Experiment {
             data: None,
             limit: None,
             augment: false,
+            decode: DecodeMode::default(),
             config: TrainConfig::course(model),
             out: PathBuf::from("runs").join(model.name()),
             resume: None,
@@ -160,24 +182,24 @@ impl Experiment {
             self.data.as_deref(),
             self.limit,
             self.augment,
+            self.decode,
             self.config.verbose,
         )
     }
 
     /// What identifies this experiment's run (see [`RunKey`]).
     pub fn key(&self) -> Result<RunKey> {
-        let data = match self.model {
-            ModelKind::LeNetMnist => "mnist".to_string(),
-            _ => match &self.data {
-                Some(p) => p.display().to_string(),
-                None => data::default_data_dir()?.display().to_string(),
-            },
+        let data = match (&self.data, self.model.takes_digits()) {
+            (_, true) => "mnist".to_string(),
+            (Some(p), false) => p.display().to_string(),
+            (None, false) => data::default_data_dir()?.display().to_string(),
         };
         Ok(RunKey {
             model: self.model.name().to_string(),
             data,
             limit: self.limit,
             augment: self.augment,
+            decode: self.decode,
             config: TrainConfig {
                 log_every: 0,
                 verbose: false,

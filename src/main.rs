@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use palm_cnn::bench::{self, BenchConfig};
 use palm_cnn::checkpoint;
-use palm_cnn::data;
+use palm_cnn::data::{self, DecodeMode};
 use palm_cnn::experiment::Experiment;
 use palm_cnn::models::ModelKind;
 use palm_cnn::network::{Datasets, Network};
@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Parser, Clone)]
 struct TrainArgs {
-    /// lenet-mnist, lenet-palm, lenet-palm-relu or alexnet.
+    /// lenet-mnist, lenet-palm, lenet-palm-relu, alexnet, vgg16, googlenet or resnet50.
     #[arg(long, default_value = "alexnet")]
     model: ModelKind,
     /// iChallenge-PM folder (default: $PALM_DATA or the cached synthetic set). Ignored for
@@ -78,6 +78,10 @@ struct TrainArgs {
     /// Use at most this many training and validation samples each (a seeded subset).
     #[arg(long)]
     limit: Option<usize>,
+    /// JPEG decoding: fast (at a reduced DCT scale, then resize) or exact (full size, then
+    /// resize: the course's cv2.imread + cv2.resize path).
+    #[arg(long, value_enum, default_value_t = DecodeMode::Fast)]
+    decode: DecodeMode,
     /// Continue from this checkpoint instead of a fresh initialisation.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -127,7 +131,7 @@ enum Command {
     ///
     /// Example: palm-cnn summary --model lenet-mnist --batch 3
     Summary {
-        /// lenet-mnist, lenet-palm, lenet-palm-relu or alexnet.
+        /// lenet-mnist, lenet-palm, lenet-palm-relu, alexnet, vgg16, googlenet or resnet50.
         #[arg(long)]
         model: ModelKind,
         /// Batch size of the random input whose shapes are shown (the course uses 3).
@@ -274,6 +278,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     exp.data = args.data.clone();
     exp.limit = args.limit;
     exp.augment = args.augment;
+    exp.decode = args.decode;
     exp.resume = args.resume.clone();
     if let Some(out) = &args.out {
         exp.out = out.clone();
@@ -322,7 +327,7 @@ fn run_eval(
     anyhow::ensure!(batch > 0, "--batch-size must be at least 1");
     let network = Network::load(checkpoint)?;
     let kind = network.kind();
-    let data = Datasets::for_model(kind, data, limit, false, false)?;
+    let data = Datasets::for_model(kind, data, limit, false, DecodeMode::default(), false)?;
     let ev = network.evaluate(&data, batch)?;
     println!("[validation] accuracy/loss: {:.4}/{:.4}", ev.accuracy, ev.loss);
     if let Some(c) = ev.confusion {
@@ -349,8 +354,8 @@ fn run_eval(
 fn run_predict(checkpoint: &Path, images: &[PathBuf]) -> Result<()> {
     let network = Network::load(checkpoint)?;
     anyhow::ensure!(
-        network.kind() != ModelKind::LeNetMnist,
-        "{}: predict is for the fundus models (lenet-palm, lenet-palm-relu, alexnet), this is {}",
+        !network.kind().takes_digits(),
+        "{}: predict is for the fundus models, this is {}",
         checkpoint.display(),
         network.kind()
     );

@@ -7,7 +7,7 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, PalmLoader};
-use crate::models::{AlexNet, LeNetMnist, LeNetPalm, LeNetPalmRelu, ModelKind};
+use crate::models::ModelKind;
 use crate::nn::{self, Init};
 use crate::summary::{Summarize, Summary};
 use crate::train::{self, Evaluation, History, InMemory, PalmSource, TrainConfig};
@@ -68,25 +68,46 @@ pub struct Predictions {
     pub classes: Vec<u8>,
 }
 
-enum Model {
-    LeNetMnist(Box<LeNetMnist>),
-    LeNetPalm(Box<LeNetPalm>),
-    LeNetPalmRelu(Box<LeNetPalmRelu>),
-    AlexNet(Box<AlexNet>),
-}
+/// The model types of the registry ([`crate::for_each_model!`]), one variant each, and the
+/// `with_model!` dispatch over them.
+macro_rules! define_model {
+    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+        enum Model {
+            $($variant(Box<crate::models::$ty>),)+
+        }
 
-/// Evaluates `$palm` (fundus models) or `$mnist` (LeNet-MNIST) with `$m` bound to the concrete
-/// model: each arm is type-checked, and so monomorphised, for its own model type.
-macro_rules! with_model {
-    ($model:expr, $m:ident => palm: $palm:expr, mnist: $mnist:expr $(,)?) => {
-        match $model {
-            Model::LeNetMnist($m) => $mnist,
-            Model::LeNetPalm($m) => $palm,
-            Model::LeNetPalmRelu($m) => $palm,
-            Model::AlexNet($m) => $palm,
+        impl Model {
+            fn build(kind: ModelKind, dev: &Cpu) -> Self {
+                match kind {
+                    $(ModelKind::$variant => Model::$variant(Box::new(dev.build_module::<crate::models::$ty, f32>())),)+
+                }
+            }
+
+            fn kind(&self) -> ModelKind {
+                match self {
+                    $(Model::$variant(_) => ModelKind::$variant,)+
+                }
+            }
+        }
+
+        /// Evaluates `$palm` (fundus models) or `$mnist` (digit models) with `$m` bound to the
+        /// concrete model: each arm is type-checked, and so monomorphised, for its own model type.
+        macro_rules! with_model {
+            ($model:expr, $m:ident => palm: $palm:expr, mnist: $mnist:expr,) => {
+                with_model!($model, $m => palm: $palm, mnist: $mnist)
+            };
+            ($model:expr, $m:ident => palm: $palm:expr, mnist: $mnist:expr) => {
+                match $model {
+                    $(Model::$variant($m) => with_model!(@input $input, $palm, $mnist),)+
+                }
+            };
+            (@input palm, $palm:expr, $mnist:expr) => { $palm };
+            (@input mnist, $palm:expr, $mnist:expr) => { $mnist };
         }
     };
 }
+
+crate::for_each_model!(define_model);
 
 /// A network of any [`ModelKind`] with the device it was built on (whose seeded generator also
 /// draws the dropout masks while training).
@@ -125,12 +146,7 @@ impl Network {
     /// The network as dfdx builds it (PyTorch's scheme, from the device's generator).
     fn built(kind: ModelKind, seed: u64) -> Self {
         let dev = Cpu::seed_from_u64(seed);
-        let model = match kind {
-            ModelKind::LeNetMnist => Model::LeNetMnist(Box::new(dev.build_module::<LeNetMnist, f32>())),
-            ModelKind::LeNetPalm => Model::LeNetPalm(Box::new(dev.build_module::<LeNetPalm, f32>())),
-            ModelKind::LeNetPalmRelu => Model::LeNetPalmRelu(Box::new(dev.build_module::<LeNetPalmRelu, f32>())),
-            ModelKind::AlexNet => Model::AlexNet(Box::new(dev.build_module::<AlexNet, f32>())),
-        };
+        let model = Model::build(kind, &dev);
         Network { dev, model, init: None }
     }
 
@@ -177,20 +193,12 @@ impl Network {
 
     /// Which model this is.
     pub fn kind(&self) -> ModelKind {
-        match self.model {
-            Model::LeNetMnist(_) => ModelKind::LeNetMnist,
-            Model::LeNetPalm(_) => ModelKind::LeNetPalm,
-            Model::LeNetPalmRelu(_) => ModelKind::LeNetPalmRelu,
-            Model::AlexNet(_) => ModelKind::AlexNet,
-        }
+        self.model.kind()
     }
 
     /// The shape of one input sample, `[channels, height, width]`.
     pub fn input_shape(&self) -> [usize; 3] {
-        match self.kind() {
-            ModelKind::LeNetMnist => [1, 28, 28],
-            _ => [3, 224, 224],
-        }
+        self.kind().input_shape()
     }
 
     /// Trainable parameters.
@@ -237,15 +245,12 @@ impl Network {
     /// Class probabilities of `inputs` (whole samples, flattened), in evaluation mode.
     pub fn predict(&self, inputs: &[f32]) -> Result<Predictions> {
         let logits = self.logits(inputs)?;
-        let (scores, classes) = match self.kind() {
-            ModelKind::LeNetMnist => {
-                let n = logits.len() / 10;
-                train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<10>)))
-            }
-            _ => {
-                let n = logits.len();
-                train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<1>)))
-            }
+        let (scores, classes) = if self.kind().takes_digits() {
+            let n = logits.len() / 10;
+            train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<10>)))
+        } else {
+            let n = logits.len();
+            train::scores_of(&self.dev.tensor_from_vec(logits, (n, Const::<1>)))
         };
         Ok(Predictions { scores, classes })
     }
@@ -257,8 +262,8 @@ impl Network {
     /// An unreadable or undecodable image (named), or a LeNet-MNIST network.
     pub fn predict_files(&self, images: &[PathBuf]) -> Result<Vec<f32>> {
         anyhow::ensure!(
-            self.kind() != ModelKind::LeNetMnist,
-            "predicting fundus photos needs a fundus model (lenet-palm, lenet-palm-relu, alexnet), not {}",
+            !self.kind().takes_digits(),
+            "predicting fundus photos needs a fundus model, not {}",
             self.kind()
         );
         if images.is_empty() {
@@ -369,6 +374,6 @@ fn palm_split(data: &Datasets, kind: ModelKind) -> Result<(&PalmLoader<224>, &Pa
 fn mnist_split(data: &Datasets) -> Result<(&InMemory<MnistShape, 10>, &InMemory<MnistShape, 10>)> {
     match data {
         Datasets::Mnist { train, valid } => Ok((train, valid)),
-        Datasets::Palm { .. } => anyhow::bail!("lenet-mnist takes MNIST digits, but the data is fundus photos"),
+        Datasets::Palm { .. } => anyhow::bail!("digit models take MNIST digits, but the data is fundus photos"),
     }
 }

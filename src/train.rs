@@ -234,13 +234,18 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The course's recipe: LeNet Momentum(lr 0.001, momentum 0.9), AlexNet Adam(lr 0.001);
-    /// 5 epochs, batch 10, seed 42.
+    /// The course's recipe for `kind` (its line in [`crate::for_each_model!`]): LeNet, VGG and
+    /// GoogLeNet Momentum(lr 0.001, momentum 0.9), AlexNet Adam(lr 0.001), ResNet-50 Momentum
+    /// with L2 weight decay 0.001; 5 epochs, batch 10, seed 42.
     pub fn course(kind: ModelKind) -> Self {
-        let optimizer = match kind {
-            ModelKind::AlexNet => OptimizerKind::Adam,
-            ModelKind::LeNetMnist | ModelKind::LeNetPalm | ModelKind::LeNetPalmRelu => OptimizerKind::Momentum,
-        };
+        macro_rules! course_optimizer {
+            ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+                match kind {
+                    $(ModelKind::$variant => (OptimizerKind::$opt, $wd),)+
+                }
+            };
+        }
+        let (optimizer, weight_decay): (OptimizerKind, Option<f64>) = crate::for_each_model!(course_optimizer);
         TrainConfig {
             lr: 0.001,
             epochs: 5,
@@ -248,7 +253,7 @@ impl TrainConfig {
             seed: 42,
             optimizer,
             momentum: 0.9,
-            weight_decay: None,
+            weight_decay,
             init: Init::Paddle,
             log_every: 10,
             verbose: true,

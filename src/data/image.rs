@@ -32,7 +32,8 @@ pub struct RgbImage {
 }
 
 /// How JPEGs are decoded before the resize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum DecodeMode {
     /// Decode at the smallest JPEG DCT scale (1/8, 1/4, 1/2 or 1) that still
     /// gives at least the target size in both dimensions, then resize. The 1/8

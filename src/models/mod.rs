@@ -2,57 +2,102 @@
 //! written with.
 
 mod alexnet;
+mod googlenet;
 mod lenet;
+mod resnet;
+mod vgg;
 
 pub use alexnet::AlexNet;
+pub use googlenet::{GoogLeNet, Inception};
 pub use lenet::{LeNetMnist, LeNetPalm, LeNetPalmRelu};
+pub use resnet::{Bottleneck, ConvBn, FirstBottleneck, IdentityBottleneck, Projection, ResNet50};
+pub use vgg::Vgg16;
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The model names every command accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// [`LeNetMnist`]: 1×28×28 digits, 10 classes.
-    LeNetMnist,
-    /// [`LeNetPalm`]: 3×224×224 fundus photos, one logit.
-    LeNetPalm,
-    /// [`LeNetPalmRelu`]: [`LeNetPalm`] with ReLU activations.
-    LeNetPalmRelu,
-    /// [`AlexNet`]: 3×224×224 fundus photos, one logit.
-    AlexNet,
+/// The registry: every model once, in the course's order. Adding a network means writing its
+/// file and adding one line here; [`ModelKind`], [`crate::network::Network`] and the course's
+/// recipes ([`crate::train::TrainConfig::course`]) are generated from this list.
+///
+/// Each line: `Variant: Type, "cli-name", input, course optimizer, course L2 weight decay;`
+/// where `input` is `mnist` (1×28×28, 10 classes) or `palm` (3×224×224, one logit), and the
+/// optimizer is `Adam` or `Momentum` (learning rate 0.001, momentum 0.9, 5 epochs, batch 10).
+/// The list is handed to `$callback!`, which turns it into code where it is needed.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_model {
+    ($callback:ident) => {
+        $callback! {
+            LeNetMnist: LeNetMnist, "lenet-mnist", mnist, Momentum, None;
+            LeNetPalm: LeNetPalm, "lenet-palm", palm, Momentum, None;
+            LeNetPalmRelu: LeNetPalmRelu, "lenet-palm-relu", palm, Momentum, None;
+            AlexNet: AlexNet, "alexnet", palm, Adam, None;
+            Vgg16: Vgg16, "vgg16", palm, Momentum, None;
+            GoogLeNet: GoogLeNet, "googlenet", palm, Momentum, None;
+            ResNet50: ResNet50, "resnet50", palm, Momentum, Some(0.001);
+        }
+    };
 }
 
-impl ModelKind {
-    /// All models, in the course's order.
-    pub const ALL: [ModelKind; 4] = [
-        ModelKind::LeNetMnist,
-        ModelKind::LeNetPalm,
-        ModelKind::LeNetPalmRelu,
-        ModelKind::AlexNet,
-    ];
+macro_rules! define_model_kind {
+    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+        /// The model names every command accepts (see [`ModelKind::name`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ModelKind {
+            $(
+                #[doc = concat!("[`", stringify!($ty), "`], `", $name, "`.")]
+                $variant,
+            )+
+        }
 
-    /// The command-line name (`lenet-mnist`, `lenet-palm`, `lenet-palm-relu`, `alexnet`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::LeNetMnist => "lenet-mnist",
-            ModelKind::LeNetPalm => "lenet-palm",
-            ModelKind::LeNetPalmRelu => "lenet-palm-relu",
-            ModelKind::AlexNet => "alexnet",
+        impl ModelKind {
+            /// All models, in the course's order.
+            pub const ALL: &'static [ModelKind] = &[$(ModelKind::$variant),+];
+
+            /// The command-line name (`lenet-mnist`, `alexnet`, …).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ModelKind::$variant => $name,)+
+                }
+            }
+
+            /// Whether the model classifies MNIST digits (1×28×28, 10 classes) rather than
+            /// fundus photos (3×224×224, one logit).
+            pub fn takes_digits(self) -> bool {
+                match self {
+                    $(ModelKind::$variant => stringify!($input) == "mnist",)+
+                }
+            }
+
+            /// The layer-shape summary for a random batch of `batch` inputs.
+            pub fn summary(self, batch: usize) -> crate::summary::Summary {
+                use crate::summary::Summarize;
+                use dfdx::prelude::*;
+                let dev = Cpu::default();
+                match self {
+                    $(ModelKind::$variant => dev.build_module::<$ty, f32>().summary(batch),)+
+                }
+            }
+        }
+    };
+}
+
+for_each_model!(define_model_kind);
+
+impl ModelKind {
+    /// The shape of one input sample, `[channels, height, width]`.
+    pub fn input_shape(self) -> [usize; 3] {
+        if self.takes_digits() {
+            [1, 28, 28]
+        } else {
+            [3, 224, 224]
         }
     }
 
-    /// The layer-shape summary for a random batch of `batch` inputs.
-    pub fn summary(self, batch: usize) -> crate::summary::Summary {
-        use crate::summary::Summarize;
-        use dfdx::prelude::*;
-        let dev = Cpu::default();
-        match self {
-            ModelKind::LeNetMnist => dev.build_module::<LeNetMnist, f32>().summary(batch),
-            ModelKind::LeNetPalm => dev.build_module::<LeNetPalm, f32>().summary(batch),
-            ModelKind::LeNetPalmRelu => dev.build_module::<LeNetPalmRelu, f32>().summary(batch),
-            ModelKind::AlexNet => dev.build_module::<AlexNet, f32>().summary(batch),
-        }
+    /// All command-line names, comma-separated (for help and error messages).
+    pub fn names() -> String {
+        Self::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -65,9 +110,11 @@ impl fmt::Display for ModelKind {
 impl FromStr for ModelKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("unknown model `{s}`; expected one of: lenet-mnist, lenet-palm, lenet-palm-relu, alexnet")
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown model `{s}`; expected one of: {}", Self::names()))
     }
 }
 

@@ -163,3 +163,124 @@ impl<
         conv2d(x, &self.weight, Some(&self.bias), S, P, (Const::<OH>, Const::<OW>))
     }
 }
+
+/// [`Conv2d`] without a bias: what precedes a batch normalisation (ResNet's ConvBN), whose
+/// shift makes a bias redundant. Same sizes, checks, layout and initialisation as [`Conv2d`];
+/// its one tensor is `weight`.
+#[derive(Debug, Clone)]
+pub struct Conv2dNoBias<
+    const IN: usize,
+    const OUT: usize,
+    const KERNEL: usize,
+    const STRIDE: usize,
+    const PADDING: usize,
+    const OUT_H: usize,
+    const OUT_W: usize,
+    E: Dtype = f32,
+    D: Storage<E> = Cpu,
+> {
+    /// Filters, `[OUT, IN, KERNEL, KERNEL]`.
+    pub weight: Tensor<Rank4<OUT, IN, KERNEL, KERNEL>, E, D>,
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const OH: usize,
+        const OW: usize,
+        E: Dtype,
+        D: Storage<E>,
+        E2: Dtype + num_traits::Float + SampleUniform,
+        D2: Device<E2>,
+    > BuildOnDevice<D2, E2> for Conv2dNoBias<I, O, K, S, P, OH, OW, E, D>
+{
+    type Built = Conv2dNoBias<I, O, K, S, P, OH, OW, E2, D2>;
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const OH: usize,
+        const OW: usize,
+        E: Dtype + num_traits::Float + SampleUniform,
+        D: Device<E>,
+    > TensorCollection<E, D> for Conv2dNoBias<I, O, K, S, P, OH, OW, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Conv2dNoBias<I, O, K, S, P, OH, OW, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            Self::tensor(
+                "weight",
+                |s| &s.weight,
+                |s| &mut s.weight,
+                TensorOptions::reset_with(|t| {
+                    let bound = Conv2d::<I, O, K, S, P, OH, OW, E, D>::init_bound();
+                    t.try_fill_with_distr(Uniform::new(-bound, bound))
+                }),
+            ),
+            |weight| Conv2dNoBias { weight },
+        )
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const OH: usize,
+        const OW: usize,
+        E: Dtype,
+        D: Storage<E>,
+    > NonMutableModule for Conv2dNoBias<I, O, K, S, P, OH, OW, E, D>
+{
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const OH: usize,
+        const OW: usize,
+        B: Dim,
+        const C: usize,
+        const H: usize,
+        const W: usize,
+        E: Float,
+        T: Tape<E, Cpu>,
+    > Module<Tensor<(B, Const<C>, Const<H>, Const<W>), E, Cpu, T>> for Conv2dNoBias<I, O, K, S, P, OH, OW, E, Cpu>
+{
+    type Output = Tensor<(B, Const<O>, Const<OH>, Const<OW>), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, Const<C>, Const<H>, Const<W>), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        const {
+            check_channels("Conv2dNoBias", C, I);
+            check_output(
+                "Conv2dNoBias",
+                "height",
+                H,
+                OH,
+                window_output("Conv2dNoBias", "height", H, K, S, P),
+            );
+            check_output(
+                "Conv2dNoBias",
+                "width",
+                W,
+                OW,
+                window_output("Conv2dNoBias", "width", W, K, S, P),
+            );
+        }
+        conv2d(x, &self.weight, None, S, P, (Const::<OH>, Const::<OW>))
+    }
+}

@@ -26,13 +26,17 @@
 //! assert_eq!(model.num_trainable_params(), 4 * 9 + 4 + 64 * 2 + 2);
 //! ```
 
+mod batch_norm;
 mod conv;
 mod flatten;
+mod identity;
 pub mod init;
 mod pool;
 pub mod shape_check;
 
-pub use conv::Conv2d;
+pub use batch_norm::BatchNorm2d;
+pub use conv::{Conv2d, Conv2dNoBias};
 pub use flatten::Flatten;
+pub use identity::Identity;
 pub use init::{reinit, Init};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};

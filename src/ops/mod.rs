@@ -1,4 +1,4 @@
-//! Convolution and pooling kernels for dfdx 0.13 `Cpu` tensors, with forward and backward passes.
+//! Convolution, pooling and batch-normalisation kernels for dfdx 0.13 `Cpu` tensors, with forward and backward passes.
 //!
 //! dfdx 0.13 hides its own `conv2d` and `pool2d` behind the `nightly` feature, which no longer
 //! compiles, so these ops are written here as custom autodiff ops on dfdx's public tape API:
@@ -15,11 +15,15 @@
 //! [`PutTape::put_tape`]: dfdx::tensor::PutTape::put_tape
 //! [`Dim`]: dfdx::shapes::Dim
 
+mod batch_norm;
+mod concat;
 mod conv2d;
 mod conv_direct;
 mod gemm;
 mod pool2d;
 
+pub use batch_norm::{batch_norm2d, BatchNormMode};
+pub use concat::concat_channels4;
 pub use conv2d::{conv2d, Conv2dGeometry};
 pub use pool2d::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2dGeometry};
 
