@@ -138,8 +138,10 @@ impl TensorVisitor<f32, Cpu> for Reinit {
     ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
         let shape: Vec<usize> = t.shape().concrete().into_iter().collect();
         let draw = draw_for(self.init, &name, &shape, self.last_fan_in);
-        if name.ends_with("weight") && shape.len() >= 2 {
-            self.last_fan_in = Some(shape[1..].iter().product());
+        if name.ends_with("weight") {
+            // A batch normalisation's weight (rank 1) precedes a bias that both schemes start
+            // at 0 and neither draws: no fan-in for it.
+            self.last_fan_in = (shape.len() >= 2).then(|| shape[1..].iter().product());
         }
         let n = t.shape().num_elements();
         let values: Vec<f32> = match draw {
@@ -165,8 +167,8 @@ impl TensorVisitor<f32, Cpu> for Reinit {
 }
 
 /// Redraws every convolution and linear weight and bias of `model` by `init`, from `seed`
-/// (the same seed gives the same weights). Other tensors (none in the course's models so far)
-/// are left as they are.
+/// (the same seed gives the same weights). Other tensors are left as they are: a batch
+/// normalisation keeps weight 1, bias 0 and its running statistics (both frameworks' start).
 pub fn reinit<M: TensorCollection<f32, Cpu>>(model: &mut M, init: Init, seed: u64) {
     let mut visitor = Reinit {
         init,

@@ -11,6 +11,9 @@ use super::Float;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+/// A normalised `[B, C, H, W]` batch.
+type Normalized<B, C, H, W, E, T> = Result<Tensor<(B, C, H, W), E, Cpu, T>, CpuError>;
+
 /// How a batch normalisation uses and updates its statistics.
 pub enum BatchNormMode<'a, E> {
     /// Normalise by this batch's mean and biased variance, and move the running estimates
@@ -74,7 +77,7 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
     bias: &Tensor<(Cw,), E, Cpu>,
     mode: BatchNormMode<'_, E>,
     epsilon: f64,
-) -> Result<Tensor<(B, Cw, H, W), E, Cpu, T>, CpuError> {
+) -> Normalized<B, Cw, H, W, E, T> {
     let (bd, cd, hd, wd) = *x.shape();
     let shape = (bd, weight.shape().0, hd, wd);
     assert_eq!(
