@@ -1,8 +1,9 @@
 //! palm-cnn: the image-classification chapter of PaddlePaddle's course "零基础入门深度学习"
-//! in Rust on dfdx 0.13 — LeNet and AlexNet screening fundus photographs for pathologic myopia
-//! (iChallenge-PM), and LeNet on handwritten digits.
+//! in Rust on dfdx 0.13 — LeNet, AlexNet, VGG-16, GoogLeNet and ResNet-50 screening fundus
+//! photographs for pathologic myopia (iChallenge-PM), and LeNet on handwritten digits.
 //!
-//! - [`ops`]: convolution and pooling kernels with forward and backward passes, as custom
+//! - [`ops`]: convolution, pooling, batch-normalisation and concatenation kernels with forward
+//!   and backward passes, as custom
 //!   autodiff ops on dfdx's tape (dfdx 0.13 has none on stable Rust).
 //! - [`nn`]: layers built on them that check their shapes when the program is built.
 //! - [`models`]: the course's networks, and the [`network!`] macro they are written with.

@@ -141,8 +141,8 @@ enum Command {
         #[arg(long)]
         html: bool,
     },
-    /// Measures training (forward + backward + Adam) and evaluation throughput of LeNet-PALM and
-    /// AlexNet on random 3×224×224 batches.
+    /// Measures training (forward + backward + Adam) and evaluation throughput on random
+    /// 3×224×224 batches (default: LeNet-PALM and AlexNet; `--models vgg16 googlenet resnet50`).
     ///
     /// Example: palm-cnn bench --steps 5 --json bench.json
     Bench {
@@ -155,6 +155,9 @@ enum Command {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+        /// The models to benchmark (any fundus model).
+        #[arg(long, num_args = 1.., default_values = ["lenet-palm", "alexnet"])]
+        models: Vec<ModelKind>,
     },
     /// Writes a seeded random input batch and the checkpoint's logits for it (tensors `input`,
     /// `logits`) as safetensors, for tools/torch_roundtrip.py.
@@ -214,7 +217,7 @@ enum Command {
     Data(data::cli::DataCommand),
 }
 
-fn run_bench(batch: usize, steps: usize, json: Option<&std::path::Path>) -> Result<()> {
+fn run_bench(batch: usize, steps: usize, models: &[ModelKind], json: Option<&std::path::Path>) -> Result<()> {
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
     let config = BenchConfig {
         batch,
@@ -223,10 +226,14 @@ fn run_bench(batch: usize, steps: usize, json: Option<&std::path::Path>) -> Resu
         eval_batches: steps,
     };
     eprintln!(
-        "benchmarking lenet-palm and alexnet: batch {batch}, {steps} timed steps each, {} threads",
+        "benchmarking {}: batch {batch}, {steps} timed steps each, {} threads",
+        models.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
         rayon::current_num_threads()
     );
-    let results = bench::bench_all(config).map_err(|e| anyhow::anyhow!("benchmark failed: {e:?}"))?;
+    let results = models
+        .iter()
+        .map(|&kind| Network::new(kind, 0).bench(config))
+        .collect::<Result<Vec<_>>>()?;
     print!("{}", bench::table(&results));
     let text = serde_json::to_string_pretty(&results)?;
     println!("{text}");
@@ -413,7 +420,12 @@ fn main() {
             }
             Ok(())
         }
-        Some(Command::Bench { batch, steps, json }) => run_bench(batch, steps, json.as_deref()),
+        Some(Command::Bench {
+            batch,
+            steps,
+            json,
+            models,
+        }) => run_bench(batch, steps, &models, json.as_deref()),
         Some(Command::Sample {
             checkpoint,
             out,

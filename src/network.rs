@@ -353,6 +353,24 @@ impl Network {
     }
 }
 
+impl Network {
+    /// Training (forward, backward, Adam) and evaluation throughput on random batches (see
+    /// [`crate::bench::bench_model`]). The weights change: benchmark a fresh network.
+    ///
+    /// # Errors
+    /// A digit model (the benchmark feeds 3×224×224 photos), or a kernel error.
+    pub fn bench(&mut self, config: crate::bench::BenchConfig) -> Result<crate::bench::BenchResult> {
+        let name = self.kind().name();
+        with_model!(&mut self.model, m =>
+            palm: crate::bench::bench_model(name, m.as_mut(), config).map_err(dfdx_err("benchmark")),
+            mnist: {
+                let _ = m;
+                anyhow::bail!("the benchmark feeds 3×224×224 photos; {name} takes digits")
+            },
+        )
+    }
+}
+
 /// Saving a concrete model from inside the training loop's epoch callback.
 trait SaveAs {
     fn save_as(&self, kind: ModelKind, meta: &[(&str, &str)], path: &Path) -> Result<()>;

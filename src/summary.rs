@@ -89,10 +89,48 @@ fn dims<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<usize> {
     t.shape().concrete().into_iter().collect()
 }
 
-/// `palm_cnn::nn::conv::Conv2d<1, 6, ...>` → `Conv2d`.
+/// `palm_cnn::nn::conv::Conv2d<1, 6, ...>` → `Conv2d`; blocks with branches spell them out
+/// (see [`describe_block`]).
 fn short_type_name(full: &str) -> String {
     let base = full.split('<').next().unwrap_or(full);
-    base.rsplit("::").next().unwrap_or(base).to_string()
+    let short = base.rsplit("::").next().unwrap_or(base);
+    describe_block(short, full).unwrap_or_else(|| short.to_string())
+}
+
+/// The leading numeric generic arguments of a type name: `X<3, 64, 7, f32, …>` → `[3, 64, 7]`.
+fn const_args(full: &str) -> Vec<usize> {
+    let Some((_, args)) = full.split_once('<') else {
+        return Vec::new();
+    };
+    args.split(',').map_while(|a| a.trim().parse().ok()).collect()
+}
+
+/// A one-line description of an Inception block's branches or a bottleneck's path, from the
+/// const arguments of its type: `Inception 64 | 96→128 | 16→32 | pool→32`,
+/// `Bottleneck 64→64/2→256 +proj`.
+fn describe_block(short: &str, full: &str) -> Option<String> {
+    let a = const_args(full);
+    match (short, a.as_slice()) {
+        ("Inception", [_, c1, c2a, c2b, c3a, c3b, c4, ..]) => Some(format!(
+            "Inception 1×1 {c1} | 1×1 {c2a}→3×3 {c2b} | 1×1 {c3a}→5×5 {c3b} | pool→1×1 {c4}"
+        )),
+        ("Bottleneck", [_, width, out, stride, ..]) => {
+            let shortcut = if full.contains("Identity") {
+                "identity"
+            } else {
+                "projection"
+            };
+            let stride = if *stride > 1 {
+                format!(" stride {stride}")
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "Bottleneck 1×1 {width}→3×3 {width}{stride}→1×1 {out}, {shortcut}"
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn shape_text(shape: &[usize]) -> String {

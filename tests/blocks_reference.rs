@@ -6,38 +6,10 @@ use dfdx::prelude::*;
 use palm_cnn::models::{FirstBottleneck, GoogLeNet, IdentityBottleneck, Inception, ModelKind, ResNet50, Vgg16};
 use palm_cnn::nn::BatchNorm2d;
 use palm_cnn::ops::{batch_norm2d, concat_channels4, BatchNormMode};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+mod common;
 
-fn random_vec(rng: &mut StdRng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
-
-fn assert_close(actual: &[f64], expected: &[f64], tol: f64, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * (1.0 + e.abs()),
-            "{what}: element {i}: got {a}, expected {e}"
-        );
-    }
-}
-
-/// Central differences of `Σ coeff · f(v)` with respect to every element of `v`.
-fn numeric_grad(v: &[f64], coeff: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let eps = 1e-6;
-    let mut v = v.to_vec();
-    (0..v.len())
-        .map(|i| {
-            let orig = v[i];
-            v[i] = orig + eps;
-            let up: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
-            v[i] = orig - eps;
-            let down: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
-            v[i] = orig;
-            (up - down) / (2.0 * eps)
-        })
-        .collect()
-}
+use common::{assert_close, numeric_grad, random_vec};
+use rand::{rngs::StdRng, SeedableRng};
 
 const B: usize = 3;
 const C: usize = 4;
@@ -480,4 +452,30 @@ fn both_initialisations_start_batch_norm_at_identity() {
         // The convolution before it was redrawn.
         assert!(net.bb_2_0.conv1.conv.weight.as_vec().iter().any(|&v| v != 0.0));
     }
+}
+
+#[test]
+fn summaries_spell_out_branches_and_shortcuts() {
+    let kind_of = |model: ModelKind, layer: &str| {
+        model
+            .summary(1)
+            .rows
+            .into_iter()
+            .find(|r| r.name == layer)
+            .map(|r| r.kind)
+            .unwrap()
+    };
+    assert_eq!(
+        kind_of(ModelKind::GoogLeNet, "block3_1"),
+        "Inception 1×1 64 | 1×1 96→3×3 128 | 1×1 16→5×5 32 | pool→1×1 32"
+    );
+    assert_eq!(
+        kind_of(ModelKind::ResNet50, "bb_1_0"),
+        "Bottleneck 1×1 128→3×3 128 stride 2→1×1 512, projection"
+    );
+    assert_eq!(
+        kind_of(ModelKind::ResNet50, "bb_1_1"),
+        "Bottleneck 1×1 128→3×3 128→1×1 512, identity"
+    );
+    assert_eq!(kind_of(ModelKind::ResNet50, "conv"), "ConvBn");
 }

@@ -3,13 +3,12 @@
 
 use dfdx::prelude::*;
 use palm_cnn::ops::{avg_pool2d, conv2d, global_avg_pool2d, max_pool2d, window_output_size};
+mod common;
+
+use common::{assert_close, numeric_grad, random_vec};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 type Shape4 = (usize, usize, usize, usize);
-
-fn random_vec(rng: &mut StdRng, n: usize) -> Vec<f64> {
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
 
 /// Direct convolution: out[b,o,y,x] = bias[o] + Σ_c,i,j x[b,c,y·s+i−p,x·s+j−p] · w[o,c,i,j].
 fn naive_conv(
@@ -76,16 +75,6 @@ fn naive_pool(x: &[f64], (b, c, h, w): Shape4, k: usize, s: usize, p: usize, max
         }
     }
     (out, oh, ow)
-}
-
-fn assert_close(actual: &[f64], expected: &[f64], tol: f64, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * (1.0 + e.abs()),
-            "{what}: element {i}: got {a}, expected {e}"
-        );
-    }
 }
 
 struct ConvCase {
@@ -243,23 +232,6 @@ fn conv2d_f32_forward_matches_reference() {
         .map(f64::from)
         .collect();
     assert_close(&out, &expected, 1e-4, "f32 AlexNet conv1");
-}
-
-/// Central differences of `loss(v) = Σ coeff · f(v)` with respect to every element of `v`.
-fn numeric_grad(v: &[f64], coeff: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let eps = 1e-6;
-    let mut v = v.to_vec();
-    (0..v.len())
-        .map(|i| {
-            let orig = v[i];
-            v[i] = orig + eps;
-            let up: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
-            v[i] = orig - eps;
-            let down: f64 = f(&v).iter().zip(coeff).map(|(a, b)| a * b).sum();
-            v[i] = orig;
-            (up - down) / (2.0 * eps)
-        })
-        .collect()
 }
 
 #[test]
