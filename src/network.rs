@@ -71,7 +71,7 @@ pub struct Predictions {
 /// The model types of the registry ([`crate::for_each_model!`]), one variant each, and the
 /// `with_model!` dispatch over them.
 macro_rules! define_model {
-    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr, [$($fix:literal => $bound:expr),*];)+) => {
         enum Model {
             $($variant(Box<crate::models::$ty>),)+
         }
@@ -133,7 +133,19 @@ impl Network {
     /// A freshly initialised network from `seed`, its weights drawn by `init`.
     pub fn with_init(kind: ModelKind, seed: u64, init: Init) -> Self {
         let mut net = Self::built(kind, seed);
-        with_model!(&mut net.model, m => palm: nn::reinit(m.as_mut(), init, seed), mnist: nn::reinit(m.as_mut(), init, seed));
+        // The course's own choices for single layers go with the course's scheme.
+        let overrides: Vec<(&str, nn::init::Draw)> = match init {
+            Init::Paddle => kind
+                .course_uniform_init()
+                .into_iter()
+                .map(|(name, bound)| (name, nn::init::Draw::Uniform { bound }))
+                .collect(),
+            Init::PyTorch => Vec::new(),
+        };
+        with_model!(&mut net.model, m =>
+            palm: nn::init::reinit_with(m.as_mut(), init, seed, &overrides),
+            mnist: nn::init::reinit_with(m.as_mut(), init, seed, &overrides),
+        );
         net.init = Some(init);
         net
     }

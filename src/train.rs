@@ -239,7 +239,7 @@ impl TrainConfig {
     /// with L2 weight decay 0.001; 5 epochs, batch 10, seed 42.
     pub fn course(kind: ModelKind) -> Self {
         macro_rules! course_optimizer {
-            ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+            ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr, [$($fix:literal => $bound:expr),*];)+) => {
                 match kind {
                     $(ModelKind::$variant => (OptimizerKind::$opt, $wd),)+
                 }

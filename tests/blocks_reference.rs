@@ -479,3 +479,25 @@ fn summaries_spell_out_branches_and_shortcuts() {
     );
     assert_eq!(kind_of(ModelKind::ResNet50, "conv"), "ConvBn");
 }
+
+#[test]
+fn resnet_output_layer_starts_as_the_course_sets_it() {
+    use palm_cnn::checkpoint::Checkpoint;
+    let tmp = tempfile::tempdir().unwrap();
+    let bound = 1.0 / 2048f32.sqrt();
+    for (init, expect_course) in [(palm_cnn::nn::Init::Paddle, true), (palm_cnn::nn::Init::PyTorch, false)] {
+        let path = tmp.path().join(format!("{init}.safetensors"));
+        palm_cnn::network::Network::with_init(ModelKind::ResNet50, 1, init)
+            .save(&path)
+            .unwrap();
+        let (_, w) = Checkpoint::read(&path).unwrap().f32_tensor("out.weight").unwrap();
+        let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // 2048 uniform draws in ±bound reach past 0.99·bound; Xavier's ±0.054 would exceed it.
+        assert!(
+            max <= bound && max > 0.99 * bound,
+            "{init}: max |w| {max}, bound {bound}"
+        );
+        let (_, b) = Checkpoint::read(&path).unwrap().f32_tensor("out.bias").unwrap();
+        assert_eq!(b.iter().all(|&v| v == 0.0), expect_course, "{init}: bias");
+    }
+}

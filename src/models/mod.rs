@@ -20,28 +20,30 @@ use std::str::FromStr;
 /// file and adding one line here; [`ModelKind`], [`crate::network::Network`] and the course's
 /// recipes ([`crate::train::TrainConfig::course`]) are generated from this list.
 ///
-/// Each line: `Variant: Type, "cli-name", input, course optimizer, course L2 weight decay;`
-/// where `input` is `mnist` (1×28×28, 10 classes) or `palm` (3×224×224, one logit), and the
-/// optimizer is `Adam` or `Momentum` (learning rate 0.001, momentum 0.9, 5 epochs, batch 10).
+/// Each line: `Variant: Type, "cli-name", input, course optimizer, course L2 weight decay,
+/// [tensor => bound, …];` where `input` is `mnist` (1×28×28, 10 classes) or `palm` (3×224×224,
+/// one logit), the optimizer is `Adam` or `Momentum` (learning rate 0.001, momentum 0.9, 5
+/// epochs, batch 10), and the list names tensors the course starts uniform in ±bound instead of
+/// PaddlePaddle's default (applied with [`crate::nn::Init::Paddle`]).
 /// The list is handed to `$callback!`, which turns it into code where it is needed.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! for_each_model {
     ($callback:ident) => {
         $callback! {
-            LeNetMnist: LeNetMnist, "lenet-mnist", mnist, Momentum, None;
-            LeNetPalm: LeNetPalm, "lenet-palm", palm, Momentum, None;
-            LeNetPalmRelu: LeNetPalmRelu, "lenet-palm-relu", palm, Momentum, None;
-            AlexNet: AlexNet, "alexnet", palm, Adam, None;
-            Vgg16: Vgg16, "vgg16", palm, Momentum, None;
-            GoogLeNet: GoogLeNet, "googlenet", palm, Momentum, None;
-            ResNet50: ResNet50, "resnet50", palm, Momentum, Some(0.001);
+            LeNetMnist: LeNetMnist, "lenet-mnist", mnist, Momentum, None, [];
+            LeNetPalm: LeNetPalm, "lenet-palm", palm, Momentum, None, [];
+            LeNetPalmRelu: LeNetPalmRelu, "lenet-palm-relu", palm, Momentum, None, [];
+            AlexNet: AlexNet, "alexnet", palm, Adam, None, [];
+            Vgg16: Vgg16, "vgg16", palm, Momentum, None, [];
+            GoogLeNet: GoogLeNet, "googlenet", palm, Momentum, None, [];
+            ResNet50: ResNet50, "resnet50", palm, Momentum, Some(0.001), ["out.weight" => 1.0 / 2048f64.sqrt()];
         }
     };
 }
 
 macro_rules! define_model_kind {
-    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr;)+) => {
+    ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr, [$($fix:literal => $bound:expr),*];)+) => {
         /// The model names every command accepts (see [`ModelKind::name`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ModelKind {
@@ -67,6 +69,14 @@ macro_rules! define_model_kind {
             pub fn takes_digits(self) -> bool {
                 match self {
                     $(ModelKind::$variant => stringify!($input) == "mnist",)+
+                }
+            }
+
+            /// Tensors the course starts uniform in ±bound instead of PaddlePaddle's default
+            /// scheme (ResNet-50's `out.weight`: ±1/√2048).
+            pub fn course_uniform_init(self) -> Vec<(&'static str, f64)> {
+                match self {
+                    $(ModelKind::$variant => vec![$(($fix, $bound)),*],)+
                 }
             }
 

@@ -282,9 +282,8 @@ where
 
 crate::network! {
     /// ResNet-50 (course variant): 3×224×224 → one logit. 23,510,081 trainable parameters and
-    /// 53,120 running statistics. One known difference from the course's start: under
-    /// `Init::Paddle` the `out` layer's weights are Xavier-uniform (±0.054), where the course
-    /// sets U(±1/√2048 = ±0.022) on that one layer.
+    /// 53,120 running statistics. Under `Init::Paddle` the `out` layer's weights start as the
+    /// course sets them, U(±1/√2048), not Xavier-uniform (its line in the model registry).
     pub struct ResNet50: [3, 224, 224] -> [1] {
         conv: ConvBn<3, 64, 7, 2, 3, 112, E, D>,
         act: ReLU,

@@ -118,14 +118,16 @@ pub fn draw_for(init: Init, name: &str, shape: &[usize], bias_fan_in: Option<usi
     }
 }
 
-struct Reinit {
+struct Reinit<'a> {
     init: Init,
+    /// Tensors drawn otherwise, by full name.
+    overrides: &'a [(&'a str, Draw)],
     rng: StdRng,
     /// Fan-in of the last weight visited: dfdx visits a layer's weight before its bias.
     last_fan_in: Option<usize>,
 }
 
-impl TensorVisitor<f32, Cpu> for Reinit {
+impl TensorVisitor<f32, Cpu> for Reinit<'_> {
     type Viewer = (ViewTensorMut, ViewTensorName);
     type Err = CpuError;
     type E2 = f32;
@@ -137,7 +139,10 @@ impl TensorVisitor<f32, Cpu> for Reinit {
         (t, name): (&mut Tensor<S, f32, Cpu>, String),
     ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
         let shape: Vec<usize> = t.shape().concrete().into_iter().collect();
-        let draw = draw_for(self.init, &name, &shape, self.last_fan_in);
+        let draw = match self.overrides.iter().find(|(n, _)| *n == name) {
+            Some(&(_, d)) => Some(d),
+            None => draw_for(self.init, &name, &shape, self.last_fan_in),
+        };
         if name.ends_with("weight") {
             // A batch normalisation's weight (rank 1) precedes a bias that both schemes start
             // at 0 and neither draws: no fan-in for it.
@@ -170,8 +175,15 @@ impl TensorVisitor<f32, Cpu> for Reinit {
 /// (the same seed gives the same weights). Other tensors are left as they are: a batch
 /// normalisation keeps weight 1, bias 0 and its running statistics (both frameworks' start).
 pub fn reinit<M: TensorCollection<f32, Cpu>>(model: &mut M, init: Init, seed: u64) {
+    reinit_with(model, init, seed, &[]);
+}
+
+/// [`reinit`], except that the tensors named in `overrides` (full names, `out.weight`) are drawn
+/// as given there.
+pub fn reinit_with<M: TensorCollection<f32, Cpu>>(model: &mut M, init: Init, seed: u64, overrides: &[(&str, Draw)]) {
     let mut visitor = Reinit {
         init,
+        overrides,
         rng: StdRng::seed_from_u64(seed ^ 0x1417_u64.rotate_left(40)),
         last_fan_in: None,
     };
