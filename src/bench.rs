@@ -1,7 +1,7 @@
 //! Throughput benchmark: training step (forward + backward + Adam step) and evaluation
-//! (forward only) images per second, at a given batch size on random 3×224×224 inputs.
+//! (forward only) images per second, at a given batch size on random 3×224×224 inputs. Any
+//! fundus model through [`crate::network::Network::bench`].
 
-use crate::models::{AlexNet, LeNetPalm};
 use dfdx::optim::{Adam, AdamConfig};
 use dfdx::prelude::*;
 use serde::Serialize;
@@ -120,17 +120,6 @@ where
         eval_images_per_s: (config.eval_batches * config.batch) as f64 / eval_s,
         threads: rayon::current_num_threads(),
     })
-}
-
-/// Benchmarks LeNet-PALM and AlexNet, the two 3×224×224 models of the course.
-pub fn bench_all(config: BenchConfig) -> Result<Vec<BenchResult>, CpuError> {
-    let dev = Cpu::seed_from_u64(0);
-    let mut lenet = dev.try_build_module::<LeNetPalm, f32>()?;
-    let lenet_result = bench_model("lenet-palm", &mut lenet, config)?;
-    drop(lenet);
-    let mut alexnet = dev.try_build_module::<AlexNet, f32>()?;
-    let alexnet_result = bench_model("alexnet", &mut alexnet, config)?;
-    Ok(vec![lenet_result, alexnet_result])
 }
 
 /// The results as a text table.

@@ -36,6 +36,11 @@ pub enum BatchNormMode<'a, E> {
     },
 }
 
+/// `v` as f64 (NaN if it has no f64 value, which no float type here lacks).
+fn wide<E: Float>(v: E) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
+}
+
 /// Per-channel mean and biased variance of `x` laid out `[B, C, plane]`, accumulated in f64.
 fn channel_stats<E: Float>(x: &[E], batch: usize, channels: usize, plane: usize) -> Vec<(f64, f64)> {
     (0..channels)
@@ -45,7 +50,7 @@ fn channel_stats<E: Float>(x: &[E], batch: usize, channels: usize, plane: usize)
             let mut sum = 0.0;
             for b in 0..batch {
                 let p = &x[(b * channels + c) * plane..][..plane];
-                sum += p.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).sum::<f64>();
+                sum += p.iter().map(|v| wide(*v)).sum::<f64>();
             }
             let mean = sum / n;
             let mut sq = 0.0;
@@ -54,7 +59,7 @@ fn channel_stats<E: Float>(x: &[E], batch: usize, channels: usize, plane: usize)
                 sq += p
                     .iter()
                     .map(|v| {
-                        let d = v.to_f64().unwrap_or(f64::NAN) - mean;
+                        let d = wide(*v) - mean;
                         d * d
                     })
                     .sum::<f64>();
@@ -107,8 +112,7 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
             let stats = channel_stats(&x_data, batch, channels, plane);
             for (c, &(m, v)) in stats.iter().enumerate() {
                 let blend = |old: E, new: f64| {
-                    E::from(momentum * old.to_f64().unwrap_or(f64::NAN) + (1.0 - momentum) * new)
-                        .expect("float conversion")
+                    E::from(momentum * wide(old) + (1.0 - momentum) * new).expect("float conversion")
                 };
                 running_mean[c] = blend(running_mean[c], m);
                 running_var[c] = blend(running_var[c], v);
@@ -123,7 +127,7 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
             mean.iter()
                 .zip(var)
                 .map(|(m, v)| {
-                    let (m, v) = (m.to_f64().unwrap_or(f64::NAN), v.to_f64().unwrap_or(f64::NAN));
+                    let (m, v) = (wide(*m), wide(*v));
                     (m, 1.0 / (v + epsilon).sqrt())
                 })
                 .unzip()
@@ -131,17 +135,18 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
     };
     let to_e = |v: f64| E::from(v).expect("float conversion");
     // y = x·scale + shift per channel, with scale = w/σ and shift = b − mean·w/σ.
-    let scale: Vec<E> = (0..channels)
-        .map(|c| to_e(w[c].to_f64().unwrap_or(f64::NAN) * inv_std[c]))
-        .collect();
+    let scale: Vec<E> = (0..channels).map(|c| to_e(wide(w[c]) * inv_std[c])).collect();
     let shift: Vec<E> = (0..channels)
-        .map(|c| to_e(b[c].to_f64().unwrap_or(f64::NAN) - mean[c] * scale[c].to_f64().unwrap_or(f64::NAN)))
+        .map(|c| to_e(wide(b[c]) - mean[c] * wide(scale[c])))
         .collect();
-    let mut out = x_data.clone();
-    out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, p)| {
-        let c = i % channels;
-        p.iter_mut().for_each(|v| *v = *v * scale[c] + shift[c]);
-    });
+    let mut out = vec![E::zero(); x_data.len()];
+    out.par_chunks_mut(plane.max(1))
+        .zip(x_data.par_chunks(plane.max(1)))
+        .enumerate()
+        .for_each(|(i, (o, x))| {
+            let c = i % channels;
+            o.iter_mut().zip(x).for_each(|(o, &v)| *o = v * scale[c] + shift[c]);
+        });
     let out = dev.try_tensor_from_vec(out, shape)?;
     if T::OWNS_TAPE {
         let (x_ghost, w_ghost, b_ghost, out_ghost) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
@@ -156,9 +161,9 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
                     for bi in 0..batch {
                         let at = (bi * channels + c) * plane;
                         for (g, v) in dy[at..at + plane].iter().zip(&x_data[at..at + plane]) {
-                            let g = g.to_f64().unwrap_or(f64::NAN);
+                            let g = wide(*g);
                             s += g;
-                            sx += g * (v.to_f64().unwrap_or(f64::NAN) - mean[c]) * inv_std[c];
+                            sx += g * (wide(*v) - mean[c]) * inv_std[c];
                         }
                     }
                     (s, sx)
@@ -169,13 +174,13 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
             dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, d)| {
                 let c = i % channels;
                 let at = i * plane;
-                let k = w[c].to_f64().unwrap_or(f64::NAN) * inv_std[c];
+                let k = wide(w[c]) * inv_std[c];
                 let (s, sx) = sums[c];
                 for ((d, g), v) in d.iter_mut().zip(&dy[at..at + plane]).zip(&x_data[at..at + plane]) {
-                    let g = g.to_f64().unwrap_or(f64::NAN);
+                    let g = wide(*g);
                     *d = to_e(if training {
                         // The batch's mean and variance depend on x too.
-                        let xhat = (v.to_f64().unwrap_or(f64::NAN) - mean[c]) * inv_std[c];
+                        let xhat = (wide(*v) - mean[c]) * inv_std[c];
                         k * (g - s / n - xhat * sx / n)
                     } else {
                         k * g
