@@ -24,6 +24,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod experiment;
+pub mod explain;
 pub mod metrics;
 pub mod models;
 pub mod network;

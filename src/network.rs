@@ -7,6 +7,7 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, PalmLoader};
+use crate::explain::{self, Explain, Explanation};
 use crate::models::ModelKind;
 use crate::nn::{self, Init};
 use crate::summary::{Summarize, Summary};
@@ -108,6 +109,27 @@ macro_rules! define_model {
 }
 
 crate::for_each_model!(define_model);
+
+/// Fundus photos (JPEG or PNG files) as model input, preprocessed like the course (BGR,
+/// 224×224 bilinear, `x/255*2-1`): `3×224×224` floats per file.
+///
+/// # Errors
+/// An unreadable or undecodable image, named.
+pub fn fundus_inputs(images: &[PathBuf]) -> Result<Vec<f32>> {
+    let mut inputs = Vec::with_capacity(images.len() * 3 * 224 * 224);
+    for img in images {
+        let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
+        let chw = data::image::decode_to_chw(
+            &raw,
+            img,
+            224,
+            data::DecodeMode::default(),
+            data::ChannelOrder::default(),
+        )?;
+        inputs.extend(chw.iter().map(|&b| data::transform::normalize(b)));
+    }
+    Ok(inputs)
+}
 
 /// A network of any [`ModelKind`] with the device it was built on (whose seeded generator also
 /// draws the dropout masks while training).
@@ -281,19 +303,103 @@ impl Network {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inputs = Vec::with_capacity(images.len() * 3 * 224 * 224);
-        for img in images {
-            let raw = std::fs::read(img).with_context(|| format!("reading {}", img.display()))?;
-            let chw = data::image::decode_to_chw(
-                &raw,
-                img,
-                224,
-                data::DecodeMode::default(),
-                data::ChannelOrder::default(),
-            )?;
-            inputs.extend(chw.iter().map(|&b| data::transform::normalize(b)));
+        Ok(self.predict(&fundus_inputs(images)?)?.scores)
+    }
+
+    /// Grad-CAM maps ([`crate::explain`]) of `inputs` (whole samples, flattened) at `layer`, or
+    /// at the model's last convolutional stage ([`Explain::cam_layer`]) when `None`: for the
+    /// pathologic logit (fundus models) or the predicted digit (LeNet-MNIST). Evaluation mode.
+    ///
+    /// # Errors
+    /// An unknown layer, a model without a default one, a layer whose output is not a stack of
+    /// maps, or inputs that are not whole samples.
+    pub fn grad_cam(&self, inputs: &[f32], layer: Option<&str>) -> Result<Vec<Explanation>> {
+        let [c, h, w] = self.input_shape();
+        let per_sample = c * h * w;
+        let default_layer = with_model!(&self.model, m => palm: m.cam_layer(), mnist: m.cam_layer());
+        let layer = layer.or(default_layer).with_context(|| {
+            format!(
+                "{} names no default Grad-CAM layer; choose one of its layers",
+                self.kind()
+            )
+        })?;
+        let predictions = self.predict(inputs)?;
+        let mut out = Vec::with_capacity(predictions.scores.len());
+        // Batches of 10, as in `logits`: the traced pass keeps every activation of the batch.
+        for (k, chunk) in inputs.chunks(10 * per_sample).enumerate() {
+            let n = chunk.len() / per_sample;
+            let classes = &predictions.classes[k * 10..k * 10 + n];
+            let targets: Vec<usize> = if self.kind().takes_digits() {
+                classes.iter().map(|&c| c as usize).collect()
+            } else {
+                vec![0; n]
+            };
+            let (_, probed) = with_model!(&self.model, m =>
+                palm: m.probe_layer(chunk, layer, &targets)?,
+                mnist: m.probe_layer(chunk, layer, &targets)?,
+            );
+            let maps = explain::grad_cam(&probed).with_context(|| format!("layer `{layer}`"))?;
+            for (i, cam) in maps.into_iter().enumerate() {
+                out.push(Explanation {
+                    layer: layer.to_string(),
+                    score: predictions.scores[k * 10 + i],
+                    class: classes[i],
+                    cam,
+                });
+            }
         }
-        Ok(self.predict(&inputs)?.scores)
+        Ok(out)
+    }
+
+    /// Grad-CAM's lesion share ([`explain::LesionReport`]) over the positive validation photos
+    /// of `data`, against the synthetic set's lesion `masks` (at most `limit` photos, in
+    /// order). Fundus models only.
+    ///
+    /// # Errors
+    /// Digit data, an unreadable photo, or a validation photo the masks do not know.
+    pub fn lesion_report(
+        &self,
+        data: &Datasets,
+        masks: &data::synth::LesionMasks,
+        layer: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<explain::LesionReport> {
+        let Datasets::Palm { valid, .. } = data else {
+            anyhow::bail!("lesion masks exist for fundus photos only");
+        };
+        let positives: Vec<usize> = (0..valid.len())
+            .filter(|&i| valid.samples()[i].label == 1)
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
+        let mut report = explain::LesionReport {
+            layer: String::new(),
+            images: Vec::new(),
+            zero_maps: 0,
+        };
+        for chunk in positives.chunks(10) {
+            let mut inputs = Vec::with_capacity(chunk.len() * 3 * 224 * 224);
+            for &i in chunk {
+                inputs.extend(valid.image(i)?);
+            }
+            for (&i, e) in chunk.iter().zip(self.grad_cam(&inputs, layer)?) {
+                let name = &valid.samples()[i].name;
+                let mask = masks.mask(name, 224, 224)?.with_context(|| {
+                    format!("no lesion mask for {name}: is this the synthetic set the masks describe?")
+                })?;
+                report.layer = e.layer;
+                match explain::lesion_share(&e.cam.resized(224, 224), &mask) {
+                    Some((share, area)) => report.images.push(explain::LesionShare {
+                        name: name.clone(),
+                        score: e.score,
+                        share,
+                        area,
+                    }),
+                    None if mask.iter().any(|&m| m) => report.zero_maps += 1,
+                    None => {}
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Evaluates on the validation split of `data` in order, `batch_size` images at a time.

@@ -113,3 +113,93 @@ fn train_eval_predict_on_small_synthetic_set() {
     );
     assert!(!Path::new(&cut.with_extension("safetensors.tmp")).exists());
 }
+
+/// ResNet-50 with the course's recipe keeps its L2 weight decay 0.001 unless `--weight-decay`
+/// says otherwise (the command once overwrote it with "none"); `data synth --masks` and
+/// `explain` (PNG per photo, and the lesion share) run on the result.
+#[test]
+fn resnet50_recipe_weight_decay_and_explain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("palm");
+    let d = data.to_str().unwrap();
+    let out = run_ok(bin().args(["data", "synth", "--out", d, "--size", "64x64", "--masks"]));
+    assert!(out.contains("wrote 211 lesion masks"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(data.join("PALM-Validation-Masks")).unwrap().count(),
+        211
+    );
+
+    let train = |run: &Path, extra: &[&str]| {
+        run_ok(
+            bin()
+                .args(["train", "--model", "resnet50", "--data", d, "--epochs", "1"])
+                .args(["--limit", "4", "--batch-size", "4", "--quiet", "--out"])
+                .arg(run)
+                .args(extra),
+        );
+        let text = std::fs::read_to_string(run.join("metrics.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["config"]["weight_decay"].clone()
+    };
+    let run = tmp.path().join("run");
+    assert_eq!(train(&run, &[]).as_f64(), Some(0.001));
+    assert!(train(&tmp.path().join("run0"), &["--weight-decay", "0"]).is_null());
+
+    let ck = run.join("model.safetensors");
+    let photo = data.join("PALM-Validation400").join("V0001.jpg");
+    let gc = tmp.path().join("gc");
+    let out = run_ok(
+        bin()
+            .args(["explain", "--checkpoint", ck.to_str().unwrap(), "--out"])
+            .arg(&gc)
+            .arg(&photo),
+    );
+    let fields: Vec<&str> = out.trim_end().split('\t').collect();
+    assert_eq!(fields.len(), 3, "{out}");
+    let p: f64 = fields[1].parse().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{p}");
+    let png = gc.join("V0001_gradcam.png");
+    assert_eq!(Path::new(fields[2]), png);
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let info = decoder.read_info().unwrap();
+    // Two 224×224 tiles side by side, with captions and a title.
+    assert!(
+        info.info().width >= 448 && info.info().height >= 224,
+        "{:?}",
+        info.info()
+    );
+
+    let json = tmp.path().join("share.json");
+    let out = run_ok(
+        bin()
+            .args(["explain", "--checkpoint", ck.to_str().unwrap(), "--lesion-share"])
+            .args(["--data", d, "--limit", "3", "--json", json.to_str().unwrap()]),
+    );
+    assert!(out.starts_with("resnet50: Grad-CAM at `bb_3_2`"), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(
+        images.len() + report["zero_maps"].as_u64().unwrap() as usize,
+        3,
+        "{report}"
+    );
+    for i in images {
+        let (share, area) = (i["share"].as_f64().unwrap(), i["area"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&share) && area > 0.0 && area < 1.0, "{i}");
+    }
+
+    // Without masks, the lesion share says how to get them.
+    std::fs::remove_dir_all(data.join("PALM-Validation-Masks")).unwrap();
+    let out = bin()
+        .args([
+            "explain",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--lesion-share",
+            "--data",
+            d,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data synth --masks"));
+}

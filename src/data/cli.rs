@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use super::palm::OpenOptions;
-use super::synth::{generate_with, parse_size, SynthOptions, DEFAULT_SEED};
+use super::synth::{generate_with, parse_size, LesionMasks, SynthOptions, DEFAULT_SEED, MASKS_DIR};
 
 /// Data subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -33,6 +33,11 @@ pub enum DataCommand {
         /// Also write the course's archives (training.zip, validation.zip, valid_gt.zip).
         #[arg(long)]
         zips: bool,
+        /// Also write each pathologic validation image's lesion mask (PNG, 255 on the
+        /// lesions, the photo's size) into `PALM-Validation-Masks/`, for `explain
+        /// --lesion-share`.
+        #[arg(long)]
+        masks: bool,
     },
     /// Print the default data folder: `$PALM_DATA`, else the cached synthetic set (generated
     /// first if it is not there yet). Scripts use it to train other frameworks on the same
@@ -54,18 +59,22 @@ impl DataCommand {
     /// Runs the subcommand, printing to stdout.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            DataCommand::Synth { out, seed, size, zips } => {
+            DataCommand::Synth {
+                out,
+                seed,
+                size,
+                zips,
+                masks,
+            } => {
                 let t = std::time::Instant::now();
-                let s = generate_with(
-                    &out,
-                    &SynthOptions {
-                        seed,
-                        size,
-                        with_zips: zips,
-                        progress: true,
-                        ..SynthOptions::default()
-                    },
-                )?;
+                let opts = SynthOptions {
+                    seed,
+                    size,
+                    with_zips: zips,
+                    progress: true,
+                    ..SynthOptions::default()
+                };
+                let s = generate_with(&out, &opts)?;
                 println!(
                     "wrote {} training and {} validation images ({} positive){} to {} in {:.1} s",
                     s.train,
@@ -75,6 +84,11 @@ impl DataCommand {
                     s.out_dir.display(),
                     t.elapsed().as_secs_f64()
                 );
+                if masks {
+                    let dir = out.join(MASKS_DIR);
+                    let n = LesionMasks::new(&opts).write_pngs(&dir)?;
+                    println!("wrote {n} lesion masks to {}", dir.display());
+                }
                 Ok(())
             }
             DataCommand::Path => {

@@ -976,18 +976,11 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
     let dist_disc = (((px - sc.disc.0) / les.disc_aspect).powi(2) + (py - sc.disc.1).powi(2)).sqrt();
     // Diffuse atrophy: yellowish haze over the posterior pole.
     if les.diffuse > 0.01 {
-        let mid = ((sc.disc.0 + sc.fovea.0) / 2.0, (sc.disc.1 + sc.fovea.1) / 2.0);
-        let dm = ((px - mid.0).powi(2) + (py - mid.1).powi(2)).sqrt() / (sc.r * 0.45);
-        let t = les.diffuse * (-dm * dm).exp() * (0.6 + 0.8 * fbm(u * 5.0, v * 5.0, ns ^ 0x77, 2));
-        col = lerp3(col, [0.93, 0.74, 0.38], t.min(0.85));
+        col = lerp3(col, [0.93, 0.74, 0.38], diffuse_atrophy(sc, px, py, u, v));
     }
     // Patchy atrophy: irregular pale patches with pigmented rims.
     for p in &les.patches {
-        let dp = ((px - p.c.0).powi(2) + (py - p.c.1).powi(2)).sqrt() / p.r;
-        if dp < 1.6 {
-            let edge = 1.0 + 0.35 * (fbm(u * 18.0, v * 18.0, p.s, 2) - 0.5) * 2.0;
-            let inside = 1.0 - smoothstep(edge - 0.12, edge, dp);
-            let rim = smoothstep(edge - 0.15, edge, dp) * (1.0 - smoothstep(edge, edge + 0.18, dp));
+        if let Some((inside, rim)) = atrophy_patch(p, px, py, u, v) {
             col = lerp3(col, [0.96, 0.90, 0.50], inside * 0.92);
             col = lerp3(col, [0.25, 0.15, 0.08], rim * 0.45);
         }
@@ -1037,18 +1030,267 @@ fn shade(sc: &Scene, px: f32, py: f32, vessel: (f32, f32), crack: f32) -> [f32; 
     out
 }
 
-/// Renders one image and encodes it; returns the JPEG and the fovea position.
-fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
+/// Diffuse atrophy's blend factor at `(px, py)` (`(u, v)`: the same point in field radii from
+/// the centre): a haze over the posterior pole, between disc and fovea.
+fn diffuse_atrophy(sc: &Scene, px: f32, py: f32, u: f32, v: f32) -> f32 {
+    let mid = ((sc.disc.0 + sc.fovea.0) / 2.0, (sc.disc.1 + sc.fovea.1) / 2.0);
+    let dm = ((px - mid.0).powi(2) + (py - mid.1).powi(2)).sqrt() / (sc.r * 0.45);
+    let t = sc.les.diffuse * (-dm * dm).exp() * (0.6 + 0.8 * fbm(u * 5.0, v * 5.0, sc.noise_seed ^ 0x77, 2));
+    t.min(0.85)
+}
+
+/// An atrophy patch's (inside, pigmented rim) weights at `(px, py)`, both in [0, 1], with a
+/// ragged edge; `None` well outside it.
+fn atrophy_patch(p: &Patch, px: f32, py: f32, u: f32, v: f32) -> Option<(f32, f32)> {
+    let dp = ((px - p.c.0).powi(2) + (py - p.c.1).powi(2)).sqrt() / p.r;
+    if dp >= 1.6 {
+        return None;
+    }
+    let edge = 1.0 + 0.35 * (fbm(u * 18.0, v * 18.0, p.s, 2) - 0.5) * 2.0;
+    let inside = 1.0 - smoothstep(edge - 0.12, edge, dp);
+    let rim = smoothstep(edge - 0.15, edge, dp) * (1.0 - smoothstep(edge, edge + 0.18, dp));
+    Some((inside, rim))
+}
+
+/// How strongly the lesions of pathologic myopia change the pixel at (`px`, `py`), 0..1: the
+/// largest of the blend factors [`shade`] gives them (atrophic patches and their rims, the
+/// diffuse haze, a crescent of a `P` eye, lacquer cracks, a staphyloma's pale inside and
+/// pigmented edge). Tessellation, tilted discs and the small crescents of `H` and `N` eyes are
+/// not lesions.
+fn lesion_weight(sc: &Scene, px: f32, py: f32, crack: f32) -> f32 {
+    let les = &sc.les;
+    let (u, v) = ((px - sc.c.0) / sc.r, (py - sc.c.1) / sc.r);
+    if (u * u + v * v).sqrt() > 1.0 {
+        return 0.0;
+    }
+    let mut w = crack * 0.9;
+    if let Some((sc_c, sr, strength)) = les.staphyloma {
+        let ds = ((px - sc_c.0).powi(2) + (py - sc_c.1).powi(2)).sqrt() / sr;
+        let inside = 1.0 - smoothstep(0.92, 1.0, ds);
+        let rim = (-((ds - 1.0) / 0.05).powi(2)).exp();
+        w = w.max(inside * 0.35 * strength).max(rim * 0.75 * strength);
+    }
+    if les.diffuse > 0.01 {
+        w = w.max(diffuse_atrophy(sc, px, py, u, v));
+    }
+    for p in &les.patches {
+        if let Some((inside, rim)) = atrophy_patch(p, px, py, u, v) {
+            w = w.max(inside * 0.92).max(rim * 0.45);
+        }
+    }
+    // Only a `P` eye's crescent is atrophy (1.8 disc radii or more); `H` and `N` crescents are
+    // at most 0.4.
+    if les.ppa >= PATHOLOGIC_CRESCENT {
+        let dist_disc = (((px - sc.disc.0) / les.disc_aspect).powi(2) + (py - sc.disc.1).powi(2)).sqrt();
+        let ang = (py - sc.disc.1).atan2(px - sc.disc.0);
+        let temporal = (-sc.side * ang.cos()).max(0.0);
+        let width = sc.disc_r * les.ppa * (0.25 + 1.1 * temporal);
+        let ring = 1.0 - smoothstep(sc.disc_r + width * 0.7, sc.disc_r + width, dist_disc);
+        // The disc itself is not atrophy.
+        let off_disc = smoothstep(sc.disc_r * 0.9, sc.disc_r * 1.05, dist_disc);
+        w = w.max(ring * 0.9 * off_disc);
+    }
+    w
+}
+
+/// The weight above which [`lesion_weight`] counts a pixel as lesion: the lesion changes its
+/// colour by a quarter of the way to the lesion's own colour or more.
+const LESION_THRESHOLD: f32 = 0.25;
+
+/// The narrowest crescent a `P` image's crescent lesion has, in disc radii.
+const PATHOLOGIC_CRESCENT: f32 = 1.8;
+
+/// The lesion mask of one image at `out_w × out_h` (e.g. the network's 224×224, or the photo's
+/// own size), row-major: the lesion weight is computed on the rendering grid, resized bilinearly
+/// (pixel centres aligned, as the photos are resized) and thresholded.
+fn render_mask(p: &Plan, out_w: usize, out_h: usize) -> Vec<bool> {
     let sc = scene(p);
-    let k = if p.w >= 1800 {
+    if p.class != Class::Patho {
+        return vec![false; out_w * out_h];
+    }
+    let k = render_scale(p.w);
+    let (lw, lh) = (p.w.div_ceil(k), p.h.div_ceil(k));
+    let kf = k as f32;
+    let mut ca = vec![0f32; lw * lh];
+    let mut cd = vec![0f32; lw * lh];
+    raster(&sc.les.cracks, lw, lh, kf, &mut ca, &mut cd);
+    let mut low = vec![0f32; lw * lh];
+    for iy in 0..lh {
+        for ix in 0..lw {
+            let i = iy * lw + ix;
+            low[i] = lesion_weight(&sc, (ix as f32 + 0.5) * kf, (iy as f32 + 0.5) * kf, ca[i]);
+        }
+    }
+    // Output pixel centre → full-size coordinate → rendering-grid coordinate.
+    let axis = |out: usize, full: usize, low: usize| -> Vec<(usize, usize, f32)> {
+        (0..out)
+            .map(|i| {
+                let full_x = (i as f32 + 0.5) * full as f32 / out as f32;
+                let f = (full_x / kf - 0.5).clamp(0.0, (low - 1) as f32);
+                let i0 = f.floor() as usize;
+                (i0, (i0 + 1).min(low - 1), f - i0 as f32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (axis(out_w, p.w, lw), axis(out_h, p.h, lh));
+    let at = |y: usize, x: usize| low[y * lw + x];
+    let mut mask = Vec::with_capacity(out_w * out_h);
+    for &(y0, y1, ty) in &ys {
+        for &(x0, x1, tx) in &xs {
+            let top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * tx;
+            let bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * tx;
+            mask.push(top + (bottom - top) * ty >= LESION_THRESHOLD);
+        }
+    }
+    mask
+}
+
+/// The lesion masks of a synthetic set's validation images: where the generator drew the
+/// lesions of each `P` image, re-rendered from the set's options or read back from the PNGs
+/// `data synth --masks` wrote. Grad-CAM's lesion share ([`crate::explain::lesion_share`])
+/// compares a network's attention with them.
+#[derive(Debug, Clone)]
+pub struct LesionMasks {
+    source: MaskSource,
+}
+
+#[derive(Debug, Clone)]
+enum MaskSource {
+    Rendered(Vec<Plan>),
+    /// A folder of `<stem>.png` masks (non-zero = lesion), one per positive image.
+    Pngs(PathBuf),
+}
+
+impl LesionMasks {
+    /// The masks of the set `opts` generates.
+    pub fn new(opts: &SynthOptions) -> Self {
+        LesionMasks {
+            source: MaskSource::Rendered(plans(opts).1),
+        }
+    }
+
+    /// The masks of a set in the synthetic cache ([`cached_data_dir`], e.g. the default set),
+    /// recognised by its folder name; `None` for any other folder (real data, or a set
+    /// generated elsewhere: use [`LesionMasks::new`] with its options).
+    pub fn for_cached_dir(dir: &Path) -> Option<Self> {
+        let name = dir.file_name()?.to_str()?;
+        let rest = name.strip_prefix(&format!("synthetic-v{GENERATOR_VERSION}-"))?;
+        let (seed, tag) = rest.split_once('-')?;
+        let size = match tag {
+            "real" => None,
+            t => Some(parse_size(t).ok()?),
+        };
+        Some(Self::new(&SynthOptions {
+            seed: seed.parse().ok()?,
+            size,
+            ..SynthOptions::default()
+        }))
+    }
+
+    /// The masks of the data folder `dir`: its [`MASKS_DIR`] folder of PNGs when it has one
+    /// (`data synth --masks`), else the cached synthetic set's re-rendered masks
+    /// ([`LesionMasks::for_cached_dir`]); `None` when neither applies.
+    pub fn for_data_dir(dir: &Path) -> Option<Self> {
+        let pngs = dir.join(MASKS_DIR);
+        if pngs.is_dir() {
+            return Some(LesionMasks {
+                source: MaskSource::Pngs(pngs),
+            });
+        }
+        Self::for_cached_dir(dir)
+    }
+
+    /// The mask of validation image `name` (e.g. `V0001.jpg`) at `width × height`, row-major;
+    /// all false for an image without lesions. `Ok(None)` for a name the masks do not know
+    /// (a PNG folder holds positive images only). PNG masks are resampled at pixel centres.
+    ///
+    /// # Errors
+    /// A mask PNG that cannot be read or decoded.
+    pub fn mask(&self, name: &str, width: usize, height: usize) -> Result<Option<Vec<bool>>> {
+        match &self.source {
+            MaskSource::Rendered(valid) => Ok(valid
+                .iter()
+                .find(|p| p.name == name)
+                .map(|plan| render_mask(plan, width, height))),
+            MaskSource::Pngs(dir) => {
+                let path = dir.join(Path::new(name).with_extension("png"));
+                if !path.is_file() {
+                    return Ok(None);
+                }
+                let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+                let img = super::image::decode(&bytes, &path, super::DecodeMode::default(), None)?;
+                let (w, h) = (img.width, img.height);
+                let mut mask = Vec::with_capacity(width * height);
+                for y in 0..height {
+                    let sy = ((y as f64 + 0.5) * h as f64 / height as f64) as usize;
+                    for x in 0..width {
+                        let sx = ((x as f64 + 0.5) * w as f64 / width as f64) as usize;
+                        mask.push(img.data[(sy.min(h - 1) * w + sx.min(w - 1)) * 3] > 0);
+                    }
+                }
+                Ok(Some(mask))
+            }
+        }
+    }
+
+    /// Writes the mask of every positive validation image as `<name>.png` (8-bit grey, 255 on
+    /// the lesions, the photo's size) into `dir`; returns how many.
+    ///
+    /// # Errors
+    /// A folder or file that cannot be written.
+    pub fn write_pngs(&self, dir: &Path) -> Result<usize> {
+        let MaskSource::Rendered(valid) = &self.source else {
+            return Err(DataError::io(
+                dir,
+                std::io::Error::other("these masks were read from PNGs already"),
+            ));
+        };
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        let positives: Vec<&Plan> = valid.iter().filter(|p| p.class == Class::Patho).collect();
+        positives
+            .par_iter()
+            .map(|p| {
+                let grey: Vec<u8> = render_mask(p, p.w, p.h)
+                    .into_iter()
+                    .map(|m| if m { 255 } else { 0 })
+                    .collect();
+                let path = dir.join(Path::new(&p.name).with_extension("png"));
+                let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
+                let mut enc = png::Encoder::new(std::io::BufWriter::new(file), p.w as u32, p.h as u32);
+                enc.set_color(png::ColorType::Grayscale);
+                enc.set_depth(png::BitDepth::Eight);
+                let io = |e: png::EncodingError| DataError::io(&path, std::io::Error::other(e.to_string()));
+                let mut w = enc.write_header().map_err(io)?;
+                w.write_image_data(&grey).map_err(io)?;
+                w.finish().map_err(io)?;
+                Ok(())
+            })
+            .collect::<Result<Vec<()>>>()?;
+        Ok(positives.len())
+    }
+}
+
+/// The folder [`LesionMasks::write_pngs`] writes to under a synthetic set (`data synth --masks`).
+pub const MASKS_DIR: &str = "PALM-Validation-Masks";
+
+/// The rendering grid's pixel size in full-size pixels: the smooth structure is computed once
+/// per `k × k` block.
+fn render_scale(width: usize) -> usize {
+    if width >= 1800 {
         6
-    } else if p.w >= 1000 {
+    } else if width >= 1000 {
         4
-    } else if p.w >= 200 {
+    } else if width >= 200 {
         2
     } else {
         1
-    };
+    }
+}
+
+/// Renders one image and encodes it; returns the JPEG and the fovea position.
+fn render_jpeg(p: &Plan, quality: u8) -> Result<(Vec<u8>, (f64, f64))> {
+    let sc = scene(p);
+    let k = render_scale(p.w);
     let (lw, lh) = (p.w.div_ceil(k), p.h.div_ceil(k));
     let kf = k as f32;
     let mut va = vec![0f32; lw * lh];

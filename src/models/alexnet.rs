@@ -1,11 +1,11 @@
 //! AlexNet, the course's single-tower variant for 224×224 inputs and one output logit.
 
-use crate::nn::{Conv2d, Flatten, MaxPool2d};
-use dfdx::nn::modules::{Dropout, Linear, ReLU};
+use crate::nn::{Conv2d, Dropout, Flatten, MaxPool2d};
+use dfdx::nn::modules::{Linear, ReLU};
 
 crate::network! {
     /// AlexNet (course variant): 3×224×224 → one logit. 71,916,929 parameters.
-    pub struct AlexNet: [3, 224, 224] -> [1] {
+    pub struct AlexNet: [3, 224, 224] -> [1], cam_layer = act5 {
         conv1: Conv2d<3, 96, 11, 4, 5, 56, 56, E, D>,
         act1: ReLU,
         pool1: MaxPool2d<2, 2, 28, 28>,

@@ -185,7 +185,7 @@ where
 
 crate::network! {
     /// GoogLeNet (course variant): 3×224×224 → one logit. 5,974,577 parameters.
-    pub struct GoogLeNet: [3, 224, 224] -> [1] {
+    pub struct GoogLeNet: [3, 224, 224] -> [1], cam_layer = block5_2 {
         conv1: Conv2d<3, 64, 7, 1, 3, 224, 224, E, D>,
         act1: ReLU,
         pool1: MaxPool2d<3, 2, 112, 112, 1>,

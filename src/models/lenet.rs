@@ -26,7 +26,7 @@ crate::network! {
 crate::network! {
     /// LeNet for 3×224×224 fundus photos → one logit (pathologic myopia). 19,233,841 parameters,
     /// nearly all in `fc1` (300,000 → 64).
-    pub struct LeNetPalm: [3, 224, 224] -> [1] {
+    pub struct LeNetPalm: [3, 224, 224] -> [1], cam_layer = act3 {
         conv1: Conv2d<3, 6, 5, 1, 0, 220, 220, E, D>,
         act1: Sigmoid,
         pool1: MaxPool2d<2, 2, 110, 110>,
@@ -46,7 +46,7 @@ crate::network! {
     /// [`LeNetPalm`] with ReLU activations in place of the sigmoids: same layers, same
     /// 19,233,841 parameters, but activations that do not saturate (the sigmoid's derivative is
     /// at most 1/4, so five sigmoid layers shrink the gradient reaching `conv1` by 4⁵ or more).
-    pub struct LeNetPalmRelu: [3, 224, 224] -> [1] {
+    pub struct LeNetPalmRelu: [3, 224, 224] -> [1], cam_layer = act3 {
         conv1: Conv2d<3, 6, 5, 1, 0, 220, 220, E, D>,
         act1: ReLU,
         pool1: MaxPool2d<2, 2, 110, 110>,

@@ -188,7 +188,7 @@ macro_rules! __network_pattern {
 macro_rules! network {
     (
         $(#[$meta:meta])*
-        $vis:vis struct $name:ident : [$($in_dim:literal),+] -> [$($out_dim:literal),+] {
+        $vis:vis struct $name:ident : [$($in_dim:literal),+] -> [$($out_dim:literal),+] $(, cam_layer = $cam:ident)? {
             $($(#[$field_meta:meta])* $field:ident : $layer:ty),+ $(,)?
         }
     ) => {
@@ -278,6 +278,71 @@ macro_rules! network {
                 )+
                 let _ = x;
                 summary
+            }
+        }
+
+        impl $crate::explain::Explain for $name<f32, ::dfdx::tensor::Cpu> {
+            fn cam_layer(&self) -> Option<&'static str> {
+                None $(.or(Some(stringify!($cam))))?
+            }
+
+            fn layer_names(&self) -> &'static [&'static str] {
+                &[$(stringify!($field)),+]
+            }
+
+            fn probe_layer(
+                &self,
+                inputs: &[f32],
+                layer: &str,
+                targets: &[usize],
+            ) -> ::anyhow::Result<(Vec<f32>, $crate::ops::Probed<f32>)> {
+                #[allow(unused_imports)]
+                use ::dfdx::nn::Module as _;
+                use ::dfdx::tensor::{Trace as _, TensorFromVec as _};
+                use ::dfdx::tensor_ops::{Backward as _, SumTo as _};
+                ::anyhow::ensure!(
+                    self.layer_names().contains(&layer),
+                    "{} has no layer `{}`; its layers: {}",
+                    stringify!($name),
+                    layer,
+                    self.layer_names().join(", ")
+                );
+                let per_sample: usize = 1 $(* $in_dim)+;
+                let outputs: usize = 1 $(* $out_dim)+;
+                let batch = inputs.len() / per_sample;
+                ::anyhow::ensure!(
+                    batch > 0 && inputs.len() == batch * per_sample,
+                    "{}: {} input values are not a whole number of {}-value samples",
+                    stringify!($name),
+                    inputs.len(),
+                    per_sample
+                );
+                ::anyhow::ensure!(
+                    targets.len() == batch && targets.iter().all(|&t| t < outputs),
+                    "{}: need one target output below {} per sample, got {:?} for {} samples",
+                    stringify!($name),
+                    outputs,
+                    targets,
+                    batch
+                );
+                let dev: ::dfdx::tensor::Cpu = ::dfdx::tensor::Cpu::seed_from_u64(0);
+                let sink = $crate::ops::ProbeSink::<f32>::default();
+                let x = dev
+                    .tensor_from_vec(inputs.to_vec(), (batch, $(::dfdx::shapes::Const::<$in_dim>),+))
+                    .leaky_traced();
+                $(
+                    let x = self.$field.try_forward(x)?;
+                    let x = if stringify!($field) == layer { $crate::ops::probe(x, &sink)? } else { x };
+                )+
+                let values = x.as_vec();
+                let mut select = vec![0f32; values.len()];
+                for (b, &t) in targets.iter().enumerate() {
+                    select[b * outputs + t] = 1.0;
+                }
+                let select = dev.tensor_from_vec(select, *::dfdx::shapes::HasShape::shape(&x));
+                let _grads = (x * select).try_sum()?.try_backward()?;
+                let probed = sink.borrow().clone();
+                Ok((values, probed))
             }
         }
 

@@ -284,7 +284,7 @@ crate::network! {
     /// ResNet-50 (course variant): 3×224×224 → one logit. 23,510,081 trainable parameters and
     /// 53,120 running statistics. Under `Init::Paddle` the `out` layer's weights start as the
     /// course sets them, U(±1/√2048), not Xavier-uniform (its line in the model registry).
-    pub struct ResNet50: [3, 224, 224] -> [1] {
+    pub struct ResNet50: [3, 224, 224] -> [1], cam_layer = bb_3_2 {
         conv: ConvBn<3, 64, 7, 2, 3, 112, E, D>,
         act: ReLU,
         pool2d_max: MaxPool2d<3, 2, 56, 56, 1>,

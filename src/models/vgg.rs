@@ -1,13 +1,13 @@
 //! VGG-16, the course's variant for 224×224 inputs and one output logit: thirteen 3×3
 //! convolutions in five blocks, each block ending in a 2×2 max-pool.
 
-use crate::nn::{Conv2d, Flatten, MaxPool2d};
-use dfdx::nn::modules::{Dropout, Linear, ReLU};
+use crate::nn::{Conv2d, Dropout, Flatten, MaxPool2d};
+use dfdx::nn::modules::{Linear, ReLU};
 
 crate::network! {
     /// VGG-16 (course variant): 3×224×224 → one logit. 134,264,641 parameters, 102,764,544 of
     /// them in `fc1`.
-    pub struct Vgg16: [3, 224, 224] -> [1] {
+    pub struct Vgg16: [3, 224, 224] -> [1], cam_layer = act5_3 {
         conv1_1: Conv2d<3, 64, 3, 1, 1, 224, 224, E, D>,
         act1_1: ReLU,
         conv1_2: Conv2d<64, 64, 3, 1, 1, 224, 224, E, D>,

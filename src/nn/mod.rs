@@ -28,6 +28,7 @@
 
 mod batch_norm;
 mod conv;
+mod dropout;
 mod flatten;
 mod identity;
 pub mod init;
@@ -36,6 +37,7 @@ pub mod shape_check;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv::{Conv2d, Conv2dNoBias};
+pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use identity::Identity;
 pub use init::{reinit, Init};

@@ -21,11 +21,13 @@ mod conv2d;
 mod conv_direct;
 mod gemm;
 mod pool2d;
+mod probe;
 
 pub use batch_norm::{batch_norm2d, BatchNormMode};
 pub use concat::concat_channels4;
 pub use conv2d::{conv2d, Conv2dGeometry};
 pub use pool2d::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2dGeometry};
+pub use probe::{probe, ProbeSink, Probed};
 
 use dfdx::prelude::*;
 
