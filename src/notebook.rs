@@ -7,7 +7,7 @@
 //! and use a smaller synthetic set, so that all of them run in a few minutes.
 
 use crate::data::{self, mnist::Mnist, Sample};
-use crate::network::Datasets;
+use crate::network::{Datasets, Network};
 use crate::plot::{self, Figure, Tile};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -157,4 +157,44 @@ pub fn valid_inputs(data: &Datasets, n: usize) -> Result<Vec<f32>> {
         }
         Datasets::Mnist { valid, .. } => Ok(valid.images[..n.min(valid.labels.len()) * 28 * 28].to_vec()),
     }
+}
+
+/// Grad-CAM overlays ([`crate::explain::overlay_pairs`]) of `count` pathologic validation
+/// photos of `data`, spread over the split: each photo beside the map of the network's last
+/// convolutional stage, captioned with its name.
+///
+/// # Errors
+/// Digit data, no pathologic photo, or an unreadable photo.
+pub fn grad_cam_figure(network: &Network, data: &Datasets, count: usize) -> Result<Figure> {
+    let Datasets::Palm { valid, .. } = data else {
+        anyhow::bail!("Grad-CAM figures are for fundus photos");
+    };
+    let positives: Vec<usize> = (0..valid.len()).filter(|&i| valid.samples()[i].label == 1).collect();
+    anyhow::ensure!(!positives.is_empty(), "no pathologic photo in the validation split");
+    let count = count.clamp(1, positives.len());
+    let picked: Vec<usize> = (0..count).map(|k| positives[k * positives.len() / count]).collect();
+    let mut inputs = Vec::with_capacity(count * 3 * 224 * 224);
+    for &i in &picked {
+        inputs.extend(valid.image(i)?);
+    }
+    let explanations = network.grad_cam(&inputs, None)?;
+    let captions: Vec<String> = picked.iter().map(|&i| valid.samples()[i].name.clone()).collect();
+    crate::explain::overlay_pairs(
+        &format!("{}: Grad-CAM on pathologic validation photos", network.kind()),
+        &inputs,
+        &explanations,
+        &captions,
+    )
+}
+
+/// Grad-CAM's lesion share over (at most `limit`) pathologic validation photos of `data`,
+/// against the lesion masks of the synthetic set in [`data_dir`].
+///
+/// # Errors
+/// A data folder without masks (real photos), or what [`Network::lesion_report`] reports.
+pub fn lesion_report(network: &Network, data: &Datasets, limit: Option<usize>) -> Result<crate::explain::LesionReport> {
+    let dir = data_dir()?;
+    let masks = data::synth::LesionMasks::for_data_dir(&dir)
+        .with_context(|| format!("{} is not a synthetic set with lesion masks", dir.display()))?;
+    network.lesion_report(data, &masks, None, limit)
 }
