@@ -4,7 +4,7 @@
     palm-cnn sample --checkpoint runs/alexnet/model.safetensors --out sample.safetensors
     python3 tools/torch_roundtrip.py runs/alexnet/model.safetensors sample.safetensors [--write-back back.safetensors]
 
-Builds the equivalent PyTorch model (lenet-mnist, lenet-palm or alexnet, from the file's
+Builds the equivalent PyTorch model (lenet-mnist, lenet-palm, alexnet or resnet50, from the file's
 metadata), loads our tensors by name (conv weights [out, in, k, k], linear [out, in]), runs
 the sample's `input` and checks the logits agree with the sample's `logits` to 1e-4. With
 --write-back, saves the PyTorch model's state as a checkpoint palm-cnn loads (`palm-cnn eval`).
@@ -73,7 +73,59 @@ def models():
             )
         )
 
-    return {"lenet-mnist": lambda: lenet(1, 120, 10), "lenet-palm": lambda: lenet(3, 300_000, 1), "alexnet": alexnet}
+    class ConvBn(nn.Module):
+        """The course's ConvBNLayer: convolution without bias, padding (k-1)/2, batch norm."""
+
+        def __init__(self, cin, cout, k, stride=1, relu=True):
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False)
+            self.bn = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
+            self.relu = relu
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return torch.relu(y) if self.relu else y
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, width, stride, project):
+            super().__init__()
+            self.conv0 = ConvBn(cin, width, 1)
+            self.conv1 = ConvBn(width, width, 3, stride)
+            self.conv2 = ConvBn(width, 4 * width, 1, relu=False)
+            self.short = ConvBn(cin, 4 * width, 1, stride, relu=False) if project else None
+
+        def forward(self, x):
+            y = self.conv2(self.conv1(self.conv0(x)))
+            return torch.relu(y + (self.short(x) if self.short is not None else x))
+
+    class ResNet50(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = ConvBn(3, 64, 7, 2)
+            self.pool = nn.MaxPool2d(3, 2, 1)
+            self.blocks = []
+            cin = 64
+            for stage, (depth, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512])):
+                for i in range(depth):
+                    stride = 2 if stage > 0 and i == 0 else 1
+                    block = Bottleneck(cin, width, stride, project=i == 0)
+                    setattr(self, f"bb_{stage}_{i}", block)
+                    self.blocks.append(block)
+                    cin = 4 * width
+            self.out = nn.Linear(2048, 1)
+
+        def forward(self, x):
+            x = self.pool(self.conv(x))
+            for b in self.blocks:
+                x = b(x)
+            return self.out(x.mean(dim=(2, 3)))
+
+    return {
+        "lenet-mnist": lambda: lenet(1, 120, 10),
+        "lenet-palm": lambda: lenet(3, 300_000, 1),
+        "alexnet": alexnet,
+        "resnet50": ResNet50,
+    }
 
 
 def tensor(header, body, name):
@@ -99,6 +151,8 @@ def main(argv):
     model = models()[kind]()
     state = {k: tensor(header, body, k) for k, e in header.items() if not (e["dtype"] == "F64" and e["shape"] == [])}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # PyTorch counts batch-norm steps (`num_batches_tracked`); palm-cnn, like Paddle, does not.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise SystemExit(f"missing {missing}, unexpected {unexpected}")
     model.eval()
@@ -111,7 +165,8 @@ def main(argv):
     if not err <= 1e-4:
         raise SystemExit("FAIL: logits differ by more than 1e-4")
     if back:
-        write_safetensors(back, model.state_dict(), {"model": kind, "producer": "torch_roundtrip.py"})
+        state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        write_safetensors(back, state, {"model": kind, "producer": "torch_roundtrip.py"})
         print(f"wrote {back}")
     print("OK")
 
