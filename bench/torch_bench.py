@@ -2,8 +2,9 @@
 
     bench/.venv/bin/python bench/torch_bench.py [--steps 5] [--batch 10] [--threads 2]
         [--palm-cnn target/release/palm-cnn] [--json OUT] [--skip-ours | --skip-torch]
+        [--models lenet-palm alexnet vgg16 googlenet resnet50]
 
-For LeNet-PALM and AlexNet on random 3x224x224 batches:
+For LeNet-PALM and AlexNet (or --models ...) on random 3x224x224 batches:
   train: forward + BCEWithLogits loss + backward + Adam(lr 1e-3) step + zero_grad,
          with PyTorch's default Adam and with Adam(fused=True) where this torch has it;
   eval:  model.eval(), torch.no_grad(), forward only.
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH_MODELS = ["lenet-palm", "alexnet"]
+DEFAULT_MODELS = ["lenet-palm", "alexnet"]
 
 try:
     import torch
@@ -82,9 +83,9 @@ def bench_torch_eval(kind, batch, steps):
     return steps * batch / elapsed
 
 
-def bench_torch(batch, steps):
+def bench_torch(batch, steps, models):
     results = {}
-    for kind in BENCH_MODELS:
+    for kind in models:
         r = {"model": kind}
         print(f"torch: {kind} train (default Adam) ...", file=sys.stderr, flush=True)
         r["default"] = bench_torch_train(kind, batch, steps, fused=False)
@@ -101,7 +102,7 @@ def bench_torch(batch, steps):
     return results
 
 
-def bench_ours(exe, batch, steps, threads):
+def bench_ours(exe, batch, steps, threads, models):
     exe = Path(exe)
     if not exe.is_absolute():
         exe = REPO / exe
@@ -111,7 +112,7 @@ def bench_ours(exe, batch, steps, threads):
     env.setdefault("RAYON_NUM_THREADS", str(threads))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ours.json"
-        cmd = [str(exe), "bench", "--batch", str(batch), "--steps", str(steps), "--json", str(out)]
+        cmd = [str(exe), "bench", "--batch", str(batch), "--steps", str(steps), "--json", str(out), "--models", *models]
         print(f"ours: {' '.join(cmd)} (RAYON_NUM_THREADS={env['RAYON_NUM_THREADS']})", file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
         rows = json.loads(out.read_text())
@@ -126,13 +127,13 @@ def ratio(a, b):
     return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else None
 
 
-def table(ours, theirs):
+def table(ours, theirs, models):
     head = (
         f"{'model':12s} | {'ours train':>10s} | {'torch train dflt / fused':>24s} | {'ratio dflt / fused':>18s}"
         f" | {'ours eval':>9s} | {'torch eval':>10s} | {'ratio':>6s}"
     )
     lines = [head, "-" * len(head)]
-    for kind in BENCH_MODELS:
+    for kind in models:
         o = ours.get(kind, {}) if ours else {}
         t = theirs.get(kind, {}) if theirs else {}
         ot, oe = o.get("train_images_per_s"), o.get("eval_images_per_s")
@@ -150,7 +151,7 @@ def table(ours, theirs):
         f"{'per train step, ms':18s} | {'ours fwd / bwd / adam':>25s} | {'torch default Adam':>25s} | {'torch fused Adam':>25s}"
     )
     f3 = lambda d: " / ".join(fmt(d.get(k), "7.1f") for k in ("train_forward_ms", "train_backward_ms", "train_optimizer_ms"))
-    for kind in BENCH_MODELS:
+    for kind in models:
         o = ours.get(kind, {}) if ours else {}
         t = (theirs or {}).get(kind) or {}
         td, tf = t.get("default") or {}, t.get("fused") or {}
@@ -165,6 +166,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads and RAYON_NUM_THREADS (default 2)")
     ap.add_argument("--palm-cnn", default="target/release/palm-cnn", help="our binary, relative to the repo root or absolute")
     ap.add_argument("--json", type=Path, help="write all figures here")
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="palm-cnn model names (default: lenet-palm alexnet; also vgg16 googlenet resnet50)")
     ap.add_argument("--skip-ours", action="store_true", help="torch only")
     ap.add_argument("--skip-torch", action="store_true", help="palm-cnn only")
     args = ap.parse_args()
@@ -193,18 +195,18 @@ def main():
     elif not args.skip_torch:
         torch.set_num_threads(args.threads)
         info["torch_threads"] = torch.get_num_threads()
-        theirs = bench_torch(args.batch, args.steps)
+        theirs = bench_torch(args.batch, args.steps, args.models)
 
     ours = None
     if not args.skip_ours:
         try:
-            ours = bench_ours(args.palm_cnn, args.batch, args.steps, args.threads)
+            ours = bench_ours(args.palm_cnn, args.batch, args.steps, args.threads, args.models)
         except (FileNotFoundError, subprocess.CalledProcessError) as e:
             print(f"palm-cnn bench failed: {e}", file=sys.stderr)
     info["loadavg_after"] = os.getloadavg()
 
     print(f"batch {args.batch}, {args.steps} timed steps, {args.threads} threads, torch {info['torch'] or 'not installed'}")
-    print(table(ours, theirs))
+    print(table(ours, theirs, args.models))
     if args.json:
         args.json.write_text(json.dumps({"info": info, "ours": ours, "torch": theirs}, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)

@@ -73,58 +73,17 @@ def models():
             )
         )
 
-    class ConvBn(nn.Module):
-        """The course's ConvBNLayer: convolution without bias, padding (k-1)/2, batch norm."""
+    def resnet50():
+        sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "bench"))
+        import torch_models
 
-        def __init__(self, cin, cout, k, stride=1, relu=True):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False)
-            self.bn = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
-            self.relu = relu
-
-        def forward(self, x):
-            y = self.bn(self.conv(x))
-            return torch.relu(y) if self.relu else y
-
-    class Bottleneck(nn.Module):
-        def __init__(self, cin, width, stride, project):
-            super().__init__()
-            self.conv0 = ConvBn(cin, width, 1)
-            self.conv1 = ConvBn(width, width, 3, stride)
-            self.conv2 = ConvBn(width, 4 * width, 1, relu=False)
-            self.short = ConvBn(cin, 4 * width, 1, stride, relu=False) if project else None
-
-        def forward(self, x):
-            y = self.conv2(self.conv1(self.conv0(x)))
-            return torch.relu(y + (self.short(x) if self.short is not None else x))
-
-    class ResNet50(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = ConvBn(3, 64, 7, 2)
-            self.pool = nn.MaxPool2d(3, 2, 1)
-            self.blocks = []
-            cin = 64
-            for stage, (depth, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512])):
-                for i in range(depth):
-                    stride = 2 if stage > 0 and i == 0 else 1
-                    block = Bottleneck(cin, width, stride, project=i == 0)
-                    setattr(self, f"bb_{stage}_{i}", block)
-                    self.blocks.append(block)
-                    cin = 4 * width
-            self.out = nn.Linear(2048, 1)
-
-        def forward(self, x):
-            x = self.pool(self.conv(x))
-            for b in self.blocks:
-                x = b(x)
-            return self.out(x.mean(dim=(2, 3)))
+        return torch_models.ResNet50()
 
     return {
         "lenet-mnist": lambda: lenet(1, 120, 10),
         "lenet-palm": lambda: lenet(3, 300_000, 1),
         "alexnet": alexnet,
-        "resnet50": ResNet50,
+        "resnet50": resnet50,
     }
 
 
