@@ -17,7 +17,8 @@ network could get without looking at any lesion.
 
 The recipe is the course's: `cv2.imread` (BGR), 224x224 bilinear, HWC -> CHW, `x/255*2-1`;
 training files shuffled every epoch into batches of 10, the short last batch kept; BCE with
-logits on one logit; AlexNet Adam(0.001), LeNet Momentum(0.001, 0.9); 5 epochs; evaluation in
+logits on one logit; AlexNet Adam(0.001); LeNet, VGG-16, GoogLeNet Momentum(0.001, 0.9); ResNet-50
+Momentum(0.001, 0.9, L2 0.001); 5 epochs; evaluation in
 eval mode (dropout off) after every epoch. Paddle keeps its own default initialisation (the
 course's); PyTorch gets the same scheme drawn by hand unless `--torch-init pytorch`; palm-cnn
 runs `palm-cnn train --init paddle`. Every run is a subprocess of its own, with `--threads`
@@ -50,6 +51,12 @@ ROOT = os.path.dirname(HERE)
 PALM_CNN = os.path.join(ROOT, "target", "release", "palm-cnn")
 FRAMEWORKS = ("palm-cnn", "paddle", "torch")
 COLLAPSE_STD = 1e-3
+MODELS = ("alexnet", "lenet-palm", "vgg16", "googlenet", "resnet50")
+# Trainable parameters, the same in all three frameworks (checked before training).
+PARAMS = {"alexnet": 71_916_929, "lenet-palm": 19_233_841, "vgg16": 134_264_641,
+          "googlenet": 5_974_577, "resnet50": 23_510_081}
+# The course's L2 weight decay (ResNet-50 only); AlexNet trains with Adam, the rest Momentum.
+WEIGHT_DECAY = {"resnet50": 0.001}
 
 
 # ----------------------------------------------------------------------------- data
@@ -252,13 +259,90 @@ def worker_paddle(args, tx, ty, vx, vy):
             x = self.drop2(F.relu(self.fc2(x)))
             return self.fc3(x)
 
-    model = {"alexnet": AlexNet, "lenet-palm": LeNet}[args.model]()
+    def conv_relu(cin, cout, k, stride=1, padding=0):
+        return nn.Sequential(nn.Conv2D(cin, cout, k, stride=stride, padding=padding), nn.ReLU())
+
+    def classifier(features):
+        return [nn.Flatten(), nn.Linear(features, 4096), nn.ReLU(), nn.Dropout(0.5),
+                nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 1)]
+
+    def vgg16():
+        layers, cin = [], 3
+        for widths in ([64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3):
+            for w in widths:
+                layers.append(conv_relu(cin, w, 3, padding=1))
+                cin = w
+            layers.append(nn.MaxPool2D(2, 2))
+        return nn.Sequential(*layers, *classifier(25088))
+
+    class Inception(nn.Layer):
+        def __init__(self, cin, c1, c2, c3, c4):
+            super().__init__()
+            self.p1 = conv_relu(cin, c1, 1)
+            self.p2 = nn.Sequential(conv_relu(cin, c2[0], 1), conv_relu(c2[0], c2[1], 3, padding=1))
+            self.p3 = nn.Sequential(conv_relu(cin, c3[0], 1), conv_relu(c3[0], c3[1], 5, padding=2))
+            self.p4 = nn.Sequential(nn.MaxPool2D(3, 1, 1), conv_relu(cin, c4, 1))
+
+        def forward(self, x):
+            return paddle.concat([self.p1(x), self.p2(x), self.p3(x), self.p4(x)], axis=1)
+
+    def googlenet():
+        return nn.Sequential(
+            conv_relu(3, 64, 7, padding=3), nn.MaxPool2D(3, 2, 1),
+            conv_relu(64, 64, 1), conv_relu(64, 192, 3, padding=1), nn.MaxPool2D(3, 2, 1),
+            Inception(192, 64, (96, 128), (16, 32), 32), Inception(256, 128, (128, 192), (32, 96), 64),
+            nn.MaxPool2D(3, 2, 1),
+            Inception(480, 192, (96, 208), (16, 48), 64), Inception(512, 160, (112, 224), (24, 64), 64),
+            Inception(512, 128, (128, 256), (24, 64), 64), Inception(512, 112, (144, 288), (32, 64), 64),
+            Inception(528, 256, (160, 320), (32, 128), 128),
+            nn.MaxPool2D(3, 2, 1),
+            Inception(832, 256, (160, 320), (32, 128), 128), Inception(832, 384, (192, 384), (48, 128), 128),
+            nn.AdaptiveAvgPool2D(1), nn.Flatten(), nn.Linear(1024, 1))
+
+    class ConvBn(nn.Layer):
+        def __init__(self, cin, cout, k, stride=1, relu=True):
+            super().__init__()
+            self.conv = nn.Conv2D(cin, cout, k, stride=stride, padding=(k - 1) // 2, bias_attr=False)
+            self.bn = nn.BatchNorm2D(cout)  # momentum 0.9, epsilon 1e-5
+            self.relu = relu
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return F.relu(y) if self.relu else y
+
+    class Bottleneck(nn.Layer):
+        def __init__(self, cin, width, stride, project):
+            super().__init__()
+            self.path = nn.Sequential(ConvBn(cin, width, 1), ConvBn(width, width, 3, stride),
+                                      ConvBn(width, 4 * width, 1, relu=False))
+            self.short = ConvBn(cin, 4 * width, 1, stride, relu=False) if project else None
+
+        def forward(self, x):
+            return F.relu(self.path(x) + (self.short(x) if self.short is not None else x))
+
+    def resnet50():
+        blocks, cin = [], 64
+        for stage, (depth, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512])):
+            for i in range(depth):
+                blocks.append(Bottleneck(cin, width, 2 if stage > 0 and i == 0 else 1, project=i == 0))
+                cin = 4 * width
+        bound = 1.0 / math.sqrt(2048)  # the course sets the last layer's weights to U(±1/√2048)
+        out = nn.Linear(2048, 1, weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound)))
+        return nn.Sequential(ConvBn(3, 64, 7, 2), nn.MaxPool2D(3, 2, 1), *blocks,
+                             nn.AdaptiveAvgPool2D(1), nn.Flatten(), out)
+
+    build = {"alexnet": AlexNet, "lenet-palm": LeNet, "vgg16": vgg16, "googlenet": googlenet, "resnet50": resnet50}
+    model = build[args.model]()
+    params = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+    assert params == PARAMS[args.model], f"{args.model}: {params:,} parameters in Paddle"
     if args.model == "alexnet":
         # The multi-tensor kernel is the same update; Paddle 3.3's per-tensor Adam leaves the
         # CPU convolutions 4x slower after its first step (measured: 0.22 -> 0.93 s forward).
         opt = paddle.optimizer.Adam(learning_rate=0.001, parameters=model.parameters(), use_multi_tensor=True)
     else:
-        opt = paddle.optimizer.Momentum(learning_rate=0.001, momentum=0.9, parameters=model.parameters())
+        decay = paddle.regularizer.L2Decay(WEIGHT_DECAY[args.model]) if args.model in WEIGHT_DECAY else None
+        opt = paddle.optimizer.Momentum(learning_rate=0.001, momentum=0.9, parameters=model.parameters(),
+                                        weight_decay=decay)
 
     def evaluate():
         model.eval()
@@ -280,10 +364,14 @@ def torch_paddle_init(model):
             if isinstance(m, torch.nn.Conv2d):
                 fan_in = m.weight[0].numel()
                 m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
-                m.bias.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
             elif isinstance(m, torch.nn.Linear):
                 torch.nn.init.xavier_uniform_(m.weight)
                 m.bias.zero_()
+        if hasattr(model, "blocks"):  # ResNet-50: the course's U(±1/√2048) last layer
+            bound = 1.0 / math.sqrt(2048)
+            model.out.weight.uniform_(-bound, bound)
 
 
 def worker_torch(args, tx, ty, vx, vy):
@@ -300,7 +388,9 @@ def worker_torch(args, tx, ty, vx, vy):
     if args.model == "alexnet":
         opt = torch.optim.Adam(model.parameters(), lr=0.001)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+        # SGD's weight_decay adds decay·w to the gradient, which is Paddle's L2Decay.
+        opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9,
+                              weight_decay=WEIGHT_DECAY.get(args.model, 0.0))
 
     def evaluate():
         model.eval()
@@ -452,7 +542,7 @@ def merge(args):
         data, baseline = data or dump["data"], baseline or dump["baseline"]
         for r in dump["runs"]:
             results[(r["model"], r["framework"], r["seed"])] = r["epochs"]
-    models = [m for m in ("alexnet", "lenet-palm") if any(k[0] == m for k in results)]
+    models = [m for m in MODELS if any(k[0] == m for k in results)]
     seeds = sorted({k[2] for k in results})
     frameworks = [fw for fw in FRAMEWORKS if any(k[1] == fw for k in results)]
     epochs = max(len(r) for r in results.values())
@@ -469,7 +559,7 @@ def merge(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="PALM-layout folder (default: `palm-cnn data path`)")
-    p.add_argument("--models", nargs="+", default=["alexnet", "lenet-palm"], choices=["alexnet", "lenet-palm"])
+    p.add_argument("--models", nargs="+", default=["alexnet", "lenet-palm"], choices=MODELS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
     p.add_argument("--epochs", type=int, default=5)

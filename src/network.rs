@@ -73,6 +73,7 @@ pub struct Predictions {
 /// `with_model!` dispatch over them.
 macro_rules! define_model {
     ($($variant:ident: $ty:ident, $name:literal, $input:ident, $opt:ident, $wd:expr, [$($fix:literal => $bound:expr),*];)+) => {
+        #[derive(Clone)]
         enum Model {
             $($variant(Box<crate::models::$ty>),)+
         }
@@ -109,6 +110,20 @@ macro_rules! define_model {
 }
 
 crate::for_each_model!(define_model);
+
+impl Model {
+    /// Gives every tensor a new id ([`crate::nn::fresh_ids`]) before a Grad-CAM pass, whose
+    /// gradients dfdx keys by id, so that a model built in an earlier evcxr cell (another copy
+    /// of dfdx's id counter) cannot share ids with the pass's activations. Training does the
+    /// same in [`train::train`].
+    fn fresh_ids(&mut self, dev: &Cpu) -> Result<()> {
+        with_model!(self, m =>
+            palm: crate::nn::fresh_ids(m.as_mut(), dev),
+            mnist: crate::nn::fresh_ids(m.as_mut(), dev),
+        )
+        .map_err(dfdx_err("renumbering the tensors"))
+    }
+}
 
 /// Fundus photos (JPEG or PNG files) as model input, preprocessed like the course (BGR,
 /// 224×224 bilinear, `x/255*2-1`): `3×224×224` floats per file.
@@ -314,6 +329,13 @@ impl Network {
     /// An unknown layer, a model without a default one, a layer whose output is not a stack of
     /// maps, or inputs that are not whole samples.
     pub fn grad_cam(&self, inputs: &[f32], layer: Option<&str>) -> Result<Vec<Explanation>> {
+        let mut model = self.model.clone();
+        model.fresh_ids(&self.dev)?;
+        self.grad_cam_of(&model, inputs, layer)
+    }
+
+    /// [`Network::grad_cam`] through `model`: this network's model with fresh tensor ids.
+    fn grad_cam_of(&self, model: &Model, inputs: &[f32], layer: Option<&str>) -> Result<Vec<Explanation>> {
         let [c, h, w] = self.input_shape();
         let per_sample = c * h * w;
         let default_layer = with_model!(&self.model, m => palm: m.cam_layer(), mnist: m.cam_layer());
@@ -334,7 +356,7 @@ impl Network {
             } else {
                 vec![0; n]
             };
-            let (_, probed) = with_model!(&self.model, m =>
+            let (_, probed) = with_model!(model, m =>
                 palm: m.probe_layer(chunk, layer, &targets)?,
                 mnist: m.probe_layer(chunk, layer, &targets)?,
             );
@@ -371,6 +393,8 @@ impl Network {
             .filter(|&i| valid.samples()[i].label == 1)
             .take(limit.unwrap_or(usize::MAX))
             .collect();
+        let mut model = self.model.clone();
+        model.fresh_ids(&self.dev)?;
         let mut report = explain::LesionReport {
             layer: String::new(),
             images: Vec::new(),
@@ -381,7 +405,7 @@ impl Network {
             for &i in chunk {
                 inputs.extend(valid.image(i)?);
             }
-            for (&i, e) in chunk.iter().zip(self.grad_cam(&inputs, layer)?) {
+            for (&i, e) in chunk.iter().zip(self.grad_cam_of(&model, &inputs, layer)?) {
                 let name = &valid.samples()[i].name;
                 let mask = masks.mask(name, 224, 224)?.with_context(|| {
                     format!("no lesion mask for {name}: is this the synthetic set the masks describe?")

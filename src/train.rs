@@ -667,6 +667,8 @@ where
 {
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be at least 1");
     anyhow::ensure!(!train.is_empty(), "no training samples");
+    // Gradients and optimizer state are keyed by tensor id: see `nn::fresh_ids`.
+    crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut opt = Opt::new(model, cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let bar = progress_bar(cfg.verbose, (cfg.epochs * train.len()) as u64);
@@ -763,6 +765,8 @@ where
 {
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be at least 1");
     anyhow::ensure!(!data.is_empty(), "no samples");
+    // Gradients and optimizer state are keyed by tensor id: see `nn::fresh_ids`.
+    crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut opt = Opt::new(model, cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut losses = Vec::with_capacity(steps);
