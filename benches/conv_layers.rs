@@ -1,8 +1,14 @@
-//! Per-layer timing of the convolution kernels on AlexNet's and LeNet-PALM's shapes at batch 10:
-//! forward, input gradient and weight gradient, in ms and GFLOP/s (2 FLOP per multiply-add).
+//! Per-layer timing of AlexNet's and LeNet-PALM's convolution and fully connected layers at
+//! batch 10: forward, input gradient and weight gradient, in ms and GFLOP/s (2 FLOP per
+//! multiply-add).
 //!
-//! `cargo bench --bench conv_layers`
+//! `cargo bench --bench conv_layers [-- --json OUT]`
+//!
+//! Convolutions run palm-cnn's kernels (`Conv2dGeometry`); fully connected layers run the matrix
+//! products dfdx's `Linear` runs (forward `x·Wᵀ`, input gradient `dy·W`, weight gradient
+//! `dyᵀ·x`). `bench/layers.py` runs this beside PyTorch's per-layer timing, in rounds.
 
+use dfdx::prelude::*;
 use palm_cnn::ops::Conv2dGeometry;
 use std::time::Instant;
 
@@ -17,82 +23,158 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// Mean wall and CPU milliseconds per call. CPU time shows kernel efficiency even when other
-/// processes share the cores; wall time is what a user waits.
+/// Median wall milliseconds per call over `reps` timed calls (after one untimed call), and mean
+/// CPU milliseconds. CPU time shows kernel efficiency even when other processes share the cores;
+/// wall time is what a user waits.
 fn time_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     f();
-    let (t, c) = (Instant::now(), cpu_seconds());
-    for _ in 0..reps {
-        f();
+    let c = cpu_seconds();
+    let mut walls: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    walls.sort_by(f64::total_cmp);
+    (walls[reps / 2], (cpu_seconds() - c) * 1e3 / reps as f64)
+}
+
+/// One layer's three timings.
+struct LayerTiming {
+    name: &'static str,
+    gflop: f64,
+    fwd: (f64, f64),
+    dx: (f64, f64),
+    dw: (f64, f64),
+}
+
+fn conv_layer(
+    name: &'static str,
+    batch: usize,
+    (c, hw, o, k, s, p): (usize, usize, usize, usize, usize, usize),
+) -> LayerTiming {
+    let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
+    let x: Vec<f32> = (0..batch * c * hw * hw)
+        .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
+        .collect();
+    let w: Vec<f32> = (0..o * c * k * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let b = vec![0.1f32; o];
+    let dy: Vec<f32> = (0..batch * o * g.out_pixels())
+        .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
+        .collect();
+    let reps = 5;
+    LayerTiming {
+        name,
+        gflop: 2.0 * g.forward_macs() as f64 / 1e9,
+        fwd: time_ms(reps, || {
+            std::hint::black_box(g.forward(&x, &w, Some(&b)));
+        }),
+        dx: time_ms(reps, || {
+            std::hint::black_box(g.backward_input(&w, &dy));
+        }),
+        dw: time_ms(reps, || {
+            std::hint::black_box(g.backward_params(&x, &dy));
+        }),
     }
-    (
-        t.elapsed().as_secs_f64() * 1e3 / reps as f64,
-        (cpu_seconds() - c) * 1e3 / reps as f64,
-    )
+}
+
+fn linear_layer(dev: &Cpu, name: &'static str, batch: usize, (inputs, outputs): (usize, usize)) -> LayerTiming {
+    let x = dev.tensor_from_vec(
+        (0..batch * inputs).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect(),
+        (batch, inputs),
+    );
+    let w = dev.tensor_from_vec(
+        (0..outputs * inputs).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect(),
+        (outputs, inputs),
+    );
+    let dy = dev.tensor_from_vec(
+        (0..batch * outputs).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect(),
+        (batch, outputs),
+    );
+    let reps = 7;
+    LayerTiming {
+        name,
+        gflop: 2.0 * (batch * inputs * outputs) as f64 / 1e9,
+        fwd: time_ms(reps, || {
+            std::hint::black_box(x.clone().matmul(w.clone().permute::<_, Axes2<1, 0>>()));
+        }),
+        dx: time_ms(reps, || {
+            std::hint::black_box(dy.clone().matmul(w.clone()));
+        }),
+        dw: time_ms(reps, || {
+            std::hint::black_box(dy.clone().permute::<_, Axes2<1, 0>>().matmul(x.clone()));
+        }),
+    }
 }
 
 fn main() {
-    let layers = [
-        ("alexnet.conv1", 3, 224, 96, 11, 4, 5),
-        ("alexnet.conv2", 96, 28, 256, 5, 1, 2),
-        ("alexnet.conv3", 256, 14, 384, 3, 1, 1),
-        ("alexnet.conv4", 384, 14, 384, 3, 1, 1),
-        ("alexnet.conv5", 384, 14, 256, 3, 1, 1),
-        ("lenet.conv1", 3, 224, 6, 5, 1, 0),
-        ("lenet.conv2", 6, 110, 16, 5, 1, 0),
-        ("lenet.conv3", 16, 53, 120, 4, 1, 0),
-    ];
+    let args: Vec<String> = std::env::args().collect();
+    let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1));
     let batch = 10;
-    // Reference: the same kind of convolution as one GEMM's worth of work, with a square
-    // GEMM-friendly shape (a 1×1 convolution of 512 channels over 32×32 is a 512×512×1024 GEMM).
-    let reference = Conv2dGeometry::new(1, 512, (32, 32), 512, (1, 1), 1, 0).unwrap();
-    let x: Vec<f32> = (0..512 * 1024).map(|i| (i % 7) as f32).collect();
-    let w: Vec<f32> = (0..512 * 512).map(|i| (i % 5) as f32).collect();
-    let (wall, cpu) = time_ms(8, || {
-        std::hint::black_box(reference.forward(&x, &w, None));
-    });
-    let gflop = 2.0 * reference.forward_macs() as f64 / 1e9;
-    println!(
-        "reference GEMM 512x512x1024: {:.1} GFLOP/s [{:.1} per CPU second]",
-        gflop / wall * 1e3,
-        gflop / cpu.max(1e-9) * 1e3
+    let dev = Cpu::default();
+    // (channels in, input size, channels out, kernel, stride, padding)
+    let convs = [
+        ("alexnet.conv1", (3, 224, 96, 11, 4, 5)),
+        ("alexnet.conv2", (96, 28, 256, 5, 1, 2)),
+        ("alexnet.conv3", (256, 14, 384, 3, 1, 1)),
+        ("alexnet.conv4", (384, 14, 384, 3, 1, 1)),
+        ("alexnet.conv5", (384, 14, 256, 3, 1, 1)),
+        ("lenet.conv1", (3, 224, 6, 5, 1, 0)),
+        ("lenet.conv2", (6, 110, 16, 5, 1, 0)),
+        ("lenet.conv3", (16, 53, 120, 4, 1, 0)),
+    ];
+    // (inputs, outputs)
+    let linears = [
+        ("alexnet.fc1", (12_544, 4096)),
+        ("alexnet.fc2", (4096, 4096)),
+        ("alexnet.fc3", (4096, 1)),
+        ("lenet.fc1", (300_000, 64)),
+        ("lenet.fc2", (64, 1)),
+    ];
+    let mut timings: Vec<LayerTiming> = convs
+        .into_iter()
+        .map(|(name, shape)| conv_layer(name, batch, shape))
+        .collect();
+    timings.extend(
+        linears
+            .into_iter()
+            .map(|(name, shape)| linear_layer(&dev, name, batch, shape)),
     );
-    println!("wall ms and GFLOP/s per wall second; in brackets GFLOP per CPU second (all threads)");
+
+    println!("batch {batch}; median wall ms per call and GFLOP/s per wall second; in brackets GFLOP per CPU second (all threads)");
     println!(
         "{:<14} {:>9} {:>16} {:>9} {:>16} {:>9} {:>16}",
         "layer", "fwd ms", "GFLOP/s", "dx ms", "GFLOP/s", "dw ms", "GFLOP/s"
     );
-    for (name, c, hw, o, k, s, p) in layers {
-        let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
-        let x: Vec<f32> = (0..batch * c * hw * hw)
-            .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
-            .collect();
-        let w: Vec<f32> = (0..o * c * k * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
-        let b = vec![0.1f32; o];
-        let dy: Vec<f32> = (0..batch * o * g.out_pixels())
-            .map(|i| ((i % 7) as f32 - 3.0) * 0.1)
-            .collect();
-        let gflop = 2.0 * g.forward_macs() as f64 / 1e9;
-        let reps = 4;
-        let rate = |(wall, cpu): (f64, f64)| format!("{:.1} [{:.1}]", gflop / wall * 1e3, gflop / cpu.max(1e-9) * 1e3);
-        let fwd = time_ms(reps, || {
-            std::hint::black_box(g.forward(&x, &w, Some(&b)));
-        });
-        let dx = time_ms(reps, || {
-            std::hint::black_box(g.backward_input(&w, &dy));
-        });
-        let dw = time_ms(reps, || {
-            std::hint::black_box(g.backward_params(&x, &dy));
-        });
+    for t in &timings {
+        let rate =
+            |(wall, cpu): (f64, f64)| format!("{:.1} [{:.1}]", t.gflop / wall * 1e3, t.gflop / cpu.max(1e-9) * 1e3);
         println!(
-            "{:<14} {:>9.1} {:>16} {:>9.1} {:>16} {:>9.1} {:>16}",
-            name,
-            fwd.0,
-            rate(fwd),
-            dx.0,
-            rate(dx),
-            dw.0,
-            rate(dw)
+            "{:<14} {:>9.2} {:>16} {:>9.2} {:>16} {:>9.2} {:>16}",
+            t.name,
+            t.fwd.0,
+            rate(t.fwd),
+            t.dx.0,
+            rate(t.dx),
+            t.dw.0,
+            rate(t.dw)
         );
+    }
+    if let Some(path) = json_out {
+        let layers: Vec<String> = timings
+            .iter()
+            .map(|t| {
+                format!(
+                    "{{\"layer\": \"{}\", \"gflop\": {}, \"fwd_ms\": {}, \"dx_ms\": {}, \"dw_ms\": {}}}",
+                    t.name, t.gflop, t.fwd.0, t.dx.0, t.dw.0
+                )
+            })
+            .collect();
+        std::fs::write(
+            path,
+            format!("{{\"batch\": {batch}, \"layers\": [{}]}}\n", layers.join(", ")),
+        )
+        .expect("cannot write the JSON file");
     }
 }

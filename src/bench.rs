@@ -69,6 +69,8 @@ where
     let dev = Cpu::seed_from_u64(0);
     // Gradients and optimizer state are keyed by tensor id: see `nn::fresh_ids`.
     crate::nn::fresh_ids(model, &dev)?;
+    // As in training (`train::train`): subnormals cost a microcode assist each on Intel cores.
+    crate::ops::flush_subnormals();
     let shape = (config.batch, Const::<3>, Const::<224>, Const::<224>);
     let images: Images = dev.sample_uniform_like(&shape) * 2.0 - 1.0;
     let targets: Logits = dev.sample_uniform_like(&(config.batch, Const::<1>)).ge(0.5).choose(

@@ -500,6 +500,7 @@ fn run_sample(ck: &Path, out: &Path, batch: usize, seed: u64) -> Result<()> {
 
 fn main() {
     palm_cnn::ops::retain_freed_memory();
+    palm_cnn::ops::flush_subnormals();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Train(args)) => run_train(&args),

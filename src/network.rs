@@ -331,6 +331,7 @@ impl Network {
     pub fn grad_cam(&self, inputs: &[f32], layer: Option<&str>) -> Result<Vec<Explanation>> {
         let mut model = self.model.clone();
         model.fresh_ids(&self.dev)?;
+        crate::ops::flush_subnormals();
         self.grad_cam_of(&model, inputs, layer)
     }
 
@@ -395,6 +396,7 @@ impl Network {
             .collect();
         let mut model = self.model.clone();
         model.fresh_ids(&self.dev)?;
+        crate::ops::flush_subnormals();
         let mut report = explain::LesionReport {
             layer: String::new(),
             images: Vec::new(),

@@ -590,6 +590,7 @@ pub fn evaluate<M: Trainable<S, C>, S: Shape, const C: usize>(
     src: &dyn BatchSource<S, C>,
     batch_size: usize,
 ) -> anyhow::Result<Evaluation> {
+    crate::ops::flush_subnormals();
     let (mut loss_sum, mut n) = (0.0f64, 0usize);
     let (mut scores, mut labels, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
     let mut all_logits = Vec::new();
@@ -669,6 +670,8 @@ where
     anyhow::ensure!(!train.is_empty(), "no training samples");
     // Gradients and optimizer state are keyed by tensor id: see `nn::fresh_ids`.
     crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // Subnormal gradients cost a microcode assist each on Intel cores: see `ops::flush_subnormals`.
+    crate::ops::flush_subnormals();
     let mut opt = Opt::new(model, cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let bar = progress_bar(cfg.verbose, (cfg.epochs * train.len()) as u64);
@@ -767,6 +770,8 @@ where
     anyhow::ensure!(!data.is_empty(), "no samples");
     // Gradients and optimizer state are keyed by tensor id: see `nn::fresh_ids`.
     crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    // Subnormal gradients cost a microcode assist each on Intel cores: see `ops::flush_subnormals`.
+    crate::ops::flush_subnormals();
     let mut opt = Opt::new(model, cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut losses = Vec::with_capacity(steps);

@@ -2,7 +2,7 @@
 //! weight and bias gradients) against central finite differences.
 
 use dfdx::prelude::*;
-use palm_cnn::ops::{avg_pool2d, conv2d, global_avg_pool2d, max_pool2d, window_output_size};
+use palm_cnn::ops::{avg_pool2d, conv2d, global_avg_pool2d, linear, max_pool2d, window_output_size};
 mod common;
 
 use common::{assert_close, numeric_grad, random_vec};
@@ -374,4 +374,117 @@ fn gradients_accumulate_across_uses() {
     // d/dw of Σ(w·x) + Σ(w·x) is 2·Σx = 20, and the input gets 2·w = 1 per element.
     assert_close(&grads.get(&w).as_vec(), &[20.0], 1e-12, "weight used twice");
     assert_close(&grads.get(&x).as_vec(), &[1.0; 4], 1e-12, "input used twice");
+}
+
+/// y[b,o] = bias[o] + Σ_i x[b,i] · w[o,i].
+fn naive_linear(x: &[f64], w: &[f64], bias: &[f64], (batch, inputs, outputs): (usize, usize, usize)) -> Vec<f64> {
+    let mut y = vec![0.0; batch * outputs];
+    for b in 0..batch {
+        for o in 0..outputs {
+            y[b * outputs + o] = bias[o] + (0..inputs).map(|i| x[b * inputs + i] * w[o * inputs + i]).sum::<f64>();
+        }
+    }
+    y
+}
+
+/// (batch, inputs, outputs): batch 1, odd sizes, more outputs than inputs and the reverse, one
+/// output (the models' last layer).
+const LINEAR_CASES: &[(usize, usize, usize)] = &[(1, 7, 3), (3, 5, 11), (10, 37, 1), (4, 64, 17)];
+
+fn run_linear(
+    dev: &Cpu,
+    x: &[f64],
+    w: &[f64],
+    bias: &[f64],
+    (batch, inputs, outputs): (usize, usize, usize),
+) -> Vec<f64> {
+    let xt = dev.tensor_from_vec(x.to_vec(), (batch, inputs));
+    let wt = dev.tensor_from_vec(w.to_vec(), (outputs, inputs));
+    let bt = dev.tensor_from_vec(bias.to_vec(), (outputs,));
+    linear(xt, &wt, Some(&bt)).unwrap().as_vec()
+}
+
+#[test]
+fn linear_forward_matches_naive_reference() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(11);
+    for &(batch, inputs, outputs) in LINEAR_CASES {
+        let x = random_vec(&mut rng, batch * inputs);
+        let w = random_vec(&mut rng, outputs * inputs);
+        let bias = random_vec(&mut rng, outputs);
+        let expected = naive_linear(&x, &w, &bias, (batch, inputs, outputs));
+        let actual = run_linear(&dev, &x, &w, &bias, (batch, inputs, outputs));
+        assert_close(
+            &actual,
+            &expected,
+            1e-12,
+            &format!("linear {batch}x{inputs}->{outputs}"),
+        );
+    }
+}
+
+#[test]
+fn linear_f32_at_alexnet_fc2_size_matches_reference() {
+    // The models' layers run in f32 at sizes where the GEMM blocks and threads its work.
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(12);
+    let (batch, inputs, outputs) = (10, 4096, 300);
+    let x = random_vec(&mut rng, batch * inputs);
+    let w: Vec<f64> = random_vec(&mut rng, outputs * inputs)
+        .iter()
+        .map(|v| v * 0.02)
+        .collect();
+    let bias = random_vec(&mut rng, outputs);
+    let expected = naive_linear(&x, &w, &bias, (batch, inputs, outputs));
+    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let y = linear(
+        dev.tensor_from_vec(f(&x), (batch, inputs)),
+        &dev.tensor_from_vec(f(&w), (outputs, inputs)),
+        Some(&dev.tensor_from_vec(f(&bias), (outputs,))),
+    )
+    .unwrap();
+    let actual: Vec<f64> = y.as_vec().into_iter().map(f64::from).collect();
+    assert_close(&actual, &expected, 1e-4, "f32 linear 10x4096->300");
+}
+
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(13);
+    for &(batch, inputs, outputs) in LINEAR_CASES {
+        let dims = (batch, inputs, outputs);
+        let x = random_vec(&mut rng, batch * inputs);
+        let w = random_vec(&mut rng, outputs * inputs);
+        let bias = random_vec(&mut rng, outputs);
+        let coeff = random_vec(&mut rng, batch * outputs);
+        let xt = dev.tensor_from_vec(x.clone(), (batch, inputs));
+        let wt = dev.tensor_from_vec(w.clone(), (outputs, inputs));
+        let bt = dev.tensor_from_vec(bias.clone(), (outputs,));
+        let ct = dev.tensor_from_vec(coeff.clone(), (batch, outputs));
+        let grads = (linear(xt.leaky_trace(), &wt, Some(&bt)).unwrap() * ct)
+            .sum()
+            .backward();
+        let what = format!("linear {batch}x{inputs}->{outputs}");
+        let dx = numeric_grad(&x, &coeff, &|v| run_linear(&dev, v, &w, &bias, dims));
+        assert_close(&grads.get(&xt).as_vec(), &dx, 1e-6, &format!("{what}: input grad"));
+        let dw = numeric_grad(&w, &coeff, &|v| run_linear(&dev, &x, v, &bias, dims));
+        assert_close(&grads.get(&wt).as_vec(), &dw, 1e-6, &format!("{what}: weight grad"));
+        let db = numeric_grad(&bias, &coeff, &|v| run_linear(&dev, &x, &w, v, dims));
+        assert_close(&grads.get(&bt).as_vec(), &db, 1e-6, &format!("{what}: bias grad"));
+    }
+}
+
+#[test]
+fn linear_gradients_accumulate_across_uses() {
+    // The backward pass adds into dfdx's gradient buffers directly: a weight and an input used
+    // twice must get both contributions, not the last one.
+    let dev = Cpu::default();
+    let x = dev.tensor_from_vec(vec![1.0f64, 2.0, 3.0], (1usize, 3usize));
+    let w = dev.tensor_from_vec(vec![0.5f64, -1.0, 2.0], (1usize, 3usize));
+    let y1 = linear(x.leaky_trace(), &w, None).unwrap();
+    let (y1, tape) = y1.split_tape();
+    let y2 = linear(x.clone().put_tape(tape), &w, None).unwrap();
+    let grads = (y2 + y1).sum().backward();
+    assert_close(&grads.get(&w).as_vec(), &[2.0, 4.0, 6.0], 1e-12, "weight used twice");
+    assert_close(&grads.get(&x).as_vec(), &[1.0, -2.0, 4.0], 1e-12, "input used twice");
 }

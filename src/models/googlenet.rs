@@ -2,9 +2,9 @@
 //! pooling, one output logit (no auxiliary heads).
 
 use crate::nn::shape_check::ConstMessage;
-use crate::nn::{Conv2d, GlobalAvgPool, MaxPool2d};
+use crate::nn::{Conv2d, GlobalAvgPool, Linear, MaxPool2d};
 use crate::ops::{concat_channels4, Float};
-use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 use rand::distributions::uniform::SampleUniform;

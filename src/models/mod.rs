@@ -153,8 +153,7 @@ macro_rules! __network_pattern {
 ///
 /// ```
 /// use dfdx::prelude::*;
-/// use dfdx::nn::modules::Linear;
-/// use palm_cnn::nn::{Conv2d, Flatten, MaxPool2d};
+/// use palm_cnn::nn::{Conv2d, Flatten, Linear, MaxPool2d};
 ///
 /// palm_cnn::network! {
 ///     /// A toy network.

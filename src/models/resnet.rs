@@ -1,9 +1,9 @@
 //! ResNet-50, the course's variant: a 7×7 stride-2 stem, sixteen bottleneck blocks in four
 //! stages (3, 4, 6, 3), global average pooling, one output logit.
 
-use crate::nn::{BatchNorm2d, Conv2dNoBias, GlobalAvgPool, Identity, MaxPool2d};
+use crate::nn::{BatchNorm2d, Conv2dNoBias, GlobalAvgPool, Identity, Linear, MaxPool2d};
 use crate::ops::Float;
-use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 use rand::distributions::uniform::SampleUniform;

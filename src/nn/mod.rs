@@ -6,11 +6,11 @@
 //! `cargo build` (and `cargo test`) error naming the layer kind, the declared size and the size
 //! the input actually gives; `cargo check` does not evaluate those blocks.
 //!
-//! The layers mix freely with dfdx's own (`Linear`, `ReLU`, `Sigmoid`, `Dropout`) in tuples:
+//! The layers mix freely with dfdx's own (`ReLU`, `Sigmoid`) in tuples:
 //!
 //! ```
 //! use dfdx::prelude::*;
-//! use palm_cnn::nn::{Conv2d, Flatten, MaxPool2d};
+//! use palm_cnn::nn::{Conv2d, Flatten, Linear, MaxPool2d};
 //!
 //! type Tiny = (
 //!     Conv2d<1, 4, 3, 1, 1, 8, 8>, // 1×8×8 → 4×8×8
@@ -33,6 +33,7 @@ mod flatten;
 mod fresh_ids;
 mod identity;
 pub mod init;
+mod linear;
 mod pool;
 pub mod shape_check;
 
@@ -43,4 +44,5 @@ pub use flatten::Flatten;
 pub use fresh_ids::fresh_ids;
 pub use identity::Identity;
 pub use init::{reinit, Init};
+pub use linear::Linear;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
