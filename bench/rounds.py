@@ -8,7 +8,9 @@ Each round is one `torch_bench.py --json` run (every model in PyTorch, then ever
 palm-cnn), so the two frameworks alternate round by round. Other processes' CPU use during a round is the
 machine's busy time from /proc/stat minus the CPU time of the round's own processes
 (getrusage of the children); a round where others used more than 10 % of the machine is
-marked `LOADED` and left out of the medians. Never run by `cargo test`.
+marked `LOADED` and left out of the medians. The ratio lines divide palm-cnn's figure by the
+best PyTorch configuration of the same round (default Adam, fused Adam, or fused Adam with
+subnormals flushed as palm-cnn does). Never run by `cargo test`.
 """
 
 import argparse
@@ -61,10 +63,11 @@ def figures(result):
         out[(model, "ours train")] = r.get("train_images_per_s")
         out[(model, "ours eval")] = r.get("eval_images_per_s")
     for model, r in (result.get("torch") or {}).items():
-        for adam in ("default", "fused"):
+        for adam in ("default", "fused", "fused_flush"):
             if r.get(adam):
                 out[(model, f"torch {adam}-Adam train")] = r[adam]["train_images_per_s"]
         out[(model, "torch eval")] = r.get("eval_images_per_s")
+        out[(model, "torch flush eval")] = r.get("eval_flush_images_per_s")
     return {k: v for k, v in out.items() if isinstance(v, (int, float))}
 
 
@@ -86,6 +89,16 @@ def main():
         for measure in sorted(m for (mo, m) in keys if mo == model):
             v = [r["figures"][(model, measure)] for r in quiet if (model, measure) in r["figures"]]
             print(f"  {model:11s} {measure:28s} {statistics.median(v):8.2f}  ({min(v):.2f}–{max(v):.2f})")
+        for task in ("train", "eval"):
+            # per round: ours ÷ the best PyTorch configuration of that round
+            ratios = []
+            for r in quiet:
+                f = r["figures"]
+                best = max((v for (mo, m), v in f.items() if mo == model and m.startswith("torch") and m.endswith(task)), default=None)
+                if best and (model, f"ours {task}") in f:
+                    ratios.append(f[(model, f"ours {task}")] / best)
+            if ratios:
+                print(f"  {model:11s} {task} ÷ best PyTorch: median {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{"others": r["others"], "raw": r["raw"]} for r in rounds], f, indent=1)

@@ -8,8 +8,7 @@
 //! products dfdx's `Linear` runs (forward `x·Wᵀ`, input gradient `dy·W`, weight gradient
 //! `dyᵀ·x`). `bench/layers.py` runs this beside PyTorch's per-layer timing, in rounds.
 
-use dfdx::prelude::*;
-use palm_cnn::ops::Conv2dGeometry;
+use palm_cnn::ops::{Conv2dGeometry, LinearGeometry};
 use std::time::Instant;
 
 /// CPU time of this process (all threads), in seconds, from /proc/self/stat (Linux).
@@ -79,31 +78,27 @@ fn conv_layer(
     }
 }
 
-fn linear_layer(dev: &Cpu, name: &'static str, batch: usize, (inputs, outputs): (usize, usize)) -> LayerTiming {
-    let x = dev.tensor_from_vec(
-        (0..batch * inputs).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect(),
-        (batch, inputs),
-    );
-    let w = dev.tensor_from_vec(
-        (0..outputs * inputs).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect(),
-        (outputs, inputs),
-    );
-    let dy = dev.tensor_from_vec(
-        (0..batch * outputs).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect(),
-        (batch, outputs),
+fn linear_layer(name: &'static str, batch: usize, (inputs, outputs): (usize, usize)) -> LayerTiming {
+    // The kernels `ops::linear` runs, on plain buffers (as the convolutions above).
+    let g = LinearGeometry { batch, inputs, outputs };
+    let x: Vec<f32> = (0..batch * inputs).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
+    let w: Vec<f32> = (0..outputs * inputs).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let dy: Vec<f32> = (0..batch * outputs).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+    let (mut y, mut dx, mut dw, mut db) = (
+        vec![0.0f32; batch * outputs],
+        vec![0.0f32; batch * inputs],
+        vec![0.0f32; outputs * inputs],
+        vec![0.0f32; outputs],
     );
     let reps = 7;
     LayerTiming {
         name,
         gflop: 2.0 * (batch * inputs * outputs) as f64 / 1e9,
-        fwd: time_ms(reps, || {
-            std::hint::black_box(x.clone().matmul(w.clone().permute::<_, Axes2<1, 0>>()));
-        }),
-        dx: time_ms(reps, || {
-            std::hint::black_box(dy.clone().matmul(w.clone()));
-        }),
+        fwd: time_ms(reps, || g.forward_add(&mut y, &x, &w)),
+        dx: time_ms(reps, || g.input_grad_add(&mut dx, &dy, &w)),
         dw: time_ms(reps, || {
-            std::hint::black_box(dy.clone().permute::<_, Axes2<1, 0>>().matmul(x.clone()));
+            g.weight_grad_add(&mut dw, &dy, &x);
+            g.bias_grad_add(&mut db, &dy);
         }),
     }
 }
@@ -112,7 +107,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1));
     let batch = 10;
-    let dev = Cpu::default();
+    // As the `palm-cnn` binary runs: freed buffers reused rather than faulted in afresh, and
+    // subnormals flushed.
+    palm_cnn::ops::retain_freed_memory();
+    palm_cnn::ops::flush_subnormals();
     // (channels in, input size, channels out, kernel, stride, padding)
     let convs = [
         ("alexnet.conv1", (3, 224, 96, 11, 4, 5)),
@@ -139,7 +137,7 @@ fn main() {
     timings.extend(
         linears
             .into_iter()
-            .map(|(name, shape)| linear_layer(&dev, name, batch, shape)),
+            .map(|(name, shape)| linear_layer(name, batch, shape)),
     );
 
     println!("batch {batch}; median wall ms per call and GFLOP/s per wall second; in brackets GFLOP per CPU second (all threads)");

@@ -139,6 +139,23 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 0,
     },
+    // Direct path with padding: 11 filters (one full block of 8 and a partial one), a row of
+    // two 32-column strips and a tail, batch 2.
+    ConvCase {
+        shape: (2, 3, 9, 70),
+        out_channels: 11,
+        kernel: (5, 5),
+        stride: 1,
+        padding: 2,
+    },
+    // Direct path, 16 filters (its limit), padded, an image narrower than one strip.
+    ConvCase {
+        shape: (1, 2, 5, 4),
+        out_channels: 16,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
     // The 1×1 direct path.
     ConvCase {
         shape: (2, 5, 4, 3),
@@ -389,7 +406,16 @@ fn naive_linear(x: &[f64], w: &[f64], bias: &[f64], (batch, inputs, outputs): (u
 
 /// (batch, inputs, outputs): batch 1, odd sizes, more outputs than inputs and the reverse, one
 /// output (the models' last layer).
-const LINEAR_CASES: &[(usize, usize, usize)] = &[(1, 7, 3), (3, 5, 11), (10, 37, 1), (4, 64, 17)];
+/// Batches up to 16 take the blocked small-batch loops, larger ones the GEMM (20 here); 4,100 inputs
+/// span two of the forward pass's 4,096-column blocks.
+const LINEAR_CASES: &[(usize, usize, usize)] = &[
+    (1, 7, 3),
+    (3, 5, 11),
+    (10, 37, 1),
+    (4, 64, 17),
+    (20, 9, 5),
+    (2, 4100, 2),
+];
 
 fn run_linear(
     dev: &Cpu,
@@ -487,4 +513,133 @@ fn linear_gradients_accumulate_across_uses() {
     let grads = (y2 + y1).sum().backward();
     assert_close(&grads.get(&w).as_vec(), &[2.0, 4.0, 6.0], 1e-12, "weight used twice");
     assert_close(&grads.get(&x).as_vec(), &[1.0, -2.0, 4.0], 1e-12, "input used twice");
+}
+
+/// Inputs that are views with other strides (a permuted image, a transposed weight, a broadcast
+/// bias) must be read in logical order: the ops copy a contiguous tensor's buffer as it lies in
+/// memory, so a view that skipped the reordering would scramble every value.
+#[test]
+fn strided_views_are_read_in_logical_order() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(23);
+    // linear: x stored as [I, B] and weight as [I, O], both transposed into place.
+    let (batch, inputs, outputs) = (3, 5, 4);
+    let x_ib = random_vec(&mut rng, inputs * batch);
+    let w_io = random_vec(&mut rng, inputs * outputs);
+    let x_bi: Vec<f64> = (0..batch * inputs)
+        .map(|n| x_ib[(n % inputs) * batch + n / inputs])
+        .collect();
+    let w_oi: Vec<f64> = (0..outputs * inputs)
+        .map(|n| w_io[(n % inputs) * outputs + n / inputs])
+        .collect();
+    let bias = random_vec(&mut rng, outputs);
+    let expected = naive_linear(&x_bi, &w_oi, &bias, (batch, inputs, outputs));
+    let xt = dev
+        .tensor_from_vec(x_ib, (inputs, batch))
+        .permute::<(usize, usize), Axes2<1, 0>>();
+    let wt = dev
+        .tensor_from_vec(w_io, (inputs, outputs))
+        .permute::<(usize, usize), Axes2<1, 0>>();
+    let bt = dev.tensor_from_vec(bias, (outputs,));
+    let actual = linear(xt, &wt, Some(&bt)).unwrap().as_vec();
+    assert_close(&actual, &expected, 1e-12, "linear on transposed input and weight");
+
+    let (b, c, h, w, o, k) = (2, 3, 7, 6, 4, 3);
+    // x as [B, H, W, C] in memory, permuted to [B, C, H, W]; the reference gets it reordered.
+    let x_bhwc = random_vec(&mut rng, b * h * w * c);
+    let mut x = vec![0.0; x_bhwc.len()];
+    for (bi, ci, yi, xi) in box_indices(b, c, h, w) {
+        x[((bi * c + ci) * h + yi) * w + xi] = x_bhwc[((bi * h + yi) * w + xi) * c + ci];
+    }
+    // weight as [O, Kh, Kw, C] in memory, permuted to [O, C, Kh, Kw].
+    let w_okkc = random_vec(&mut rng, o * k * k * c);
+    let mut wt = vec![0.0; w_okkc.len()];
+    for (oi, ci, i, j) in box_indices(o, c, k, k) {
+        wt[((oi * c + ci) * k + i) * k + j] = w_okkc[((oi * k + i) * k + j) * c + ci];
+    }
+    let bias = vec![0.25; o];
+    let (expected, oh, ow) = naive_conv(&x, (b, c, h, w), &wt, (o, k, k), &bias, 2, 1);
+
+    let xt = dev
+        .tensor_from_vec(x_bhwc, (b, h, w, c))
+        .permute::<(usize, usize, usize, usize), Axes4<0, 3, 1, 2>>();
+    let wtt = dev
+        .tensor_from_vec(w_okkc, (o, k, k, c))
+        .permute::<(usize, usize, usize, usize), Axes4<0, 3, 1, 2>>();
+    let bt: Tensor<(usize,), f64, Cpu> = dev.tensor(0.25).broadcast_like(&(o,));
+    let actual = conv2d(xt.clone(), &wtt, Some(&bt), 2, 1, (oh, ow)).unwrap().as_vec();
+    assert_close(
+        &actual,
+        &expected,
+        1e-12,
+        "conv2d on permuted input and weight, broadcast bias",
+    );
+
+    let (pooled, _, _) = naive_pool(&x, (b, c, h, w), 2, 2, 0, true);
+    let actual = max_pool2d(xt, 2, 2, 0, (h / 2, w / 2)).unwrap().as_vec();
+    assert_close(&actual, &pooled, 0.0, "max_pool2d on a permuted input");
+}
+
+/// Every index of a 4-D box, row-major.
+fn box_indices(a: usize, b: usize, c: usize, d: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..a).flat_map(move |i| (0..b).flat_map(move |j| (0..c).flat_map(move |k| (0..d).map(move |l| (i, j, k, l)))))
+}
+
+/// The direct path has f32 kernels of its own (AVX-512, picked at run time where the CPU has
+/// it): forward, input gradient and weight gradient in f32 against the f64 path, which the tests
+/// above check against the naive loops and finite differences. Cases: LeNet's two layers
+/// (reduced images), 11 filters (a partial block), padding, a 7-wide kernel (two passes of the
+/// weight gradient's 5 taps), rows narrower than one register and batch 1.
+#[test]
+fn direct_conv_f32_matches_f64_forward_and_gradients() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(31);
+    // (shape, out channels, kernel, padding)
+    let cases: &[(Shape4, usize, usize, usize)] = &[
+        ((2, 3, 30, 37), 6, 5, 0),
+        ((3, 6, 19, 45), 16, 5, 0),
+        ((2, 3, 9, 70), 11, 5, 2),
+        ((1, 2, 12, 11), 5, 7, 3),
+        ((1, 4, 6, 5), 16, 3, 1),
+    ];
+    for &((b, c, h, w), o, k, p) in cases {
+        let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
+        let x = random_vec(&mut rng, b * c * h * w);
+        let wt = random_vec(&mut rng, o * c * k * k);
+        let bias = random_vec(&mut rng, o);
+        let coeff = random_vec(&mut rng, b * o * oh * ow);
+        let what = format!("direct conv {:?} o{o} k{k} p{p}", (b, c, h, w));
+
+        let xt = dev.tensor_from_vec(x.clone(), (b, c, h, w));
+        let wtt = dev.tensor_from_vec(wt.clone(), (o, c, k, k));
+        let bt = dev.tensor_from_vec(bias.clone(), (o,));
+        let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), 1, p, (oh, ow)).unwrap();
+        let y64 = y.as_vec();
+        let grads = (y * dev.tensor_from_vec(coeff.clone(), (b, o, oh, ow)))
+            .sum()
+            .backward();
+        let (dx64, dw64) = (grads.get(&xt).as_vec(), grads.get(&wtt).as_vec());
+
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let back = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+        let xt = dev.tensor_from_vec(f(&x), (b, c, h, w));
+        let wtt = dev.tensor_from_vec(f(&wt), (o, c, k, k));
+        let bt = dev.tensor_from_vec(f(&bias), (o,));
+        let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), 1, p, (oh, ow)).unwrap();
+        assert_close(&back(y.as_vec()), &y64, 1e-4, &format!("{what}: f32 forward"));
+        let grads = (y * dev.tensor_from_vec(f(&coeff), (b, o, oh, ow))).sum().backward();
+        assert_close(
+            &back(grads.get(&xt).as_vec()),
+            &dx64,
+            1e-4,
+            &format!("{what}: f32 input grad"),
+        );
+        // Weight gradients sum b·Ho·Wo products (up to ~2,000 here): f32 keeps about 1e-4 of it.
+        assert_close(
+            &back(grads.get(&wtt).as_vec()),
+            &dw64,
+            2e-4,
+            &format!("{what}: f32 weight grad"),
+        );
+    }
 }

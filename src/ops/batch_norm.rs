@@ -7,7 +7,7 @@
 //! (7×7, batch 10: n = 490) the two differ by 0.2 %. Channels are independent, so they are
 //! spread over rayon's threads.
 
-use super::Float;
+use super::{host_vec, Float};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -93,8 +93,8 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
     let (batch, channels, plane) = (bd.size(), cd.size(), hd.size() * wd.size());
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = x.as_vec();
-    let (w, b) = (weight.as_vec(), bias.as_vec());
+    let x_data = host_vec(&x);
+    let (w, b) = (host_vec(weight), host_vec(bias));
     assert_eq!(w.len(), channels, "batch_norm2d: weight length");
     assert_eq!(b.len(), channels, "batch_norm2d: bias length");
     let training = matches!(mode, BatchNormMode::Train { .. });

@@ -1,7 +1,7 @@
 //! Concatenation along channels: `[B, C₁, H, W] ‖ … ‖ [B, Cₙ, H, W]` → `[B, ΣCᵢ, H, W]`, the
 //! join of an Inception block's branches.
 
-use super::Float;
+use super::{host_vec, Float};
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 
@@ -90,7 +90,7 @@ where
     let (p3, t3) = parts.3.split_tape();
     let mut tape = t0.merge(t1).merge(t2).merge(t3);
     let (batch, plane) = (b.size(), h.size() * w.size());
-    let data = [p0.as_vec(), p1.as_vec(), p2.as_vec(), p3.as_vec()];
+    let data = [host_vec(&p0), host_vec(&p1), host_vec(&p2), host_vec(&p3)];
     let joined = join(
         &[
             (&data[0][..], channels[0]),

@@ -12,7 +12,7 @@
 //! skip `col` entirely: each input sample already is its patch matrix.
 
 use super::gemm::{matmul, MatRef};
-use super::{add_assign, threads, window_output_size, Float};
+use super::{add_assign, host_vec, threads, window_output_size, Float};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -437,9 +437,9 @@ where
     );
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = x.as_vec();
-    let w_data = weight.as_vec();
-    let b_data = bias.map(|b| b.as_vec());
+    let x_data = host_vec(&x);
+    let w_data = host_vec(weight);
+    let b_data = bias.map(host_vec);
     let out = dev.try_tensor_from_vec(
         g.forward(&x_data, &w_data, b_data.as_deref()),
         (b, o, out_hw.0, out_hw.1),

@@ -1,4 +1,5 @@
-//! Fully connected layer, `y = x·Wᵀ + b`, as one GEMM each way.
+//! Fully connected layer, `y = x·Wᵀ + b`: GEMMs, and for batches up to 16 blocked loops that
+//! stream the weight once.
 //!
 //! Layouts follow PyTorch and Paddle's checkpoints: input `[B, I]`, weight `[O, I]`, bias `[O]`,
 //! output `[B, O]`. The batch is small (10) and the weight large (AlexNet's `fc1` is 4096 × 12,544,
@@ -8,8 +9,247 @@
 //! be added afterwards.
 
 use super::gemm::{matmul, MatRef};
-use super::{threads, Float};
+use super::{host_vec, threads, Float};
 use dfdx::prelude::*;
+use rayon::prelude::*;
+
+/// Batches up to this size take [`small_batch_forward`] and [`small_batch_input_grad`], which
+/// stream the weight once, row after row; the GEMM crate's packing made these passes 2–3× slower
+/// than PyTorch at batch 10 (bench/README.md, per-layer table).
+const SMALL_BATCH: usize = 16;
+/// Weight rows handled together: each pass over a block of `x` (forward) or of `dx` (input
+/// gradient) serves four rows, which are read as four sequential streams.
+const ROWS: usize = 4;
+/// Input columns per block in the forward pass: a block of every sample's inputs
+/// (≤ 16 × 4096 × 4 B = 256 KB) stays in L2 while the rows' blocks stream past it.
+const FORWARD_BLOCK: usize = 4096;
+
+/// Defines `$name`, which runs `$body` compiled for AVX-512 or for AVX2 + FMA when the CPU has
+/// them: the crate is built for baseline x86-64, whose 4-wide SSE2 loops fell behind memory here.
+/// (`$body` must be `#[inline(always)]` and contain no closures that do the work: features reach
+/// only code inlined into the wrapper.)
+macro_rules! simd_dispatch {
+    ($(#[$doc:meta])* fn $name:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
+        $(#[$doc])*
+        fn $name<E: Float>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn v4<E: Float>($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3<E: Float>($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") {
+                    // SAFETY: the CPU has the features `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above, for `v3`.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+/// `y[b, o] += Σ_i x[b, i] · W[o, i]` for a small batch: threads split the output rows.
+fn small_batch_forward<E: Float>(y: &mut [E], x: &[E], w: &[E], (batch, inputs, outputs): (usize, usize, usize)) {
+    let per_thread = outputs.div_ceil(threads()).next_multiple_of(ROWS).max(ROWS);
+    let mut y_t = vec![E::zero(); outputs * batch]; // [O, B], so threads own disjoint rows
+    y_t.par_chunks_mut(per_thread * batch)
+        .enumerate()
+        .for_each(|(t, y_rows)| forward_rows(y_rows, t * per_thread, x, w, (batch, inputs, outputs)));
+    for (b, y_b) in y.chunks_exact_mut(outputs).enumerate() {
+        for (o, v) in y_b.iter_mut().enumerate() {
+            *v += y_t[o * batch + b];
+        }
+    }
+}
+
+simd_dispatch! {
+    /// Rows `o_first ..` of `y_t` (`[O, B]`), four weight rows at a time, inputs in blocks of
+    /// [`FORWARD_BLOCK`].
+    fn forward_rows => forward_rows_body(y_rows: &mut [E], o_first: usize, x: &[E], w: &[E], sizes: (usize, usize, usize))
+}
+
+#[inline(always)]
+fn forward_rows_body<E: Float>(
+    y_rows: &mut [E],
+    o_first: usize,
+    x: &[E],
+    w: &[E],
+    (batch, inputs, _): (usize, usize, usize),
+) {
+    for (g, y_group) in y_rows.chunks_mut(ROWS * batch).enumerate() {
+        let o0 = o_first + g * ROWS;
+        let rows = y_group.len() / batch;
+        for i0 in (0..inputs).step_by(FORWARD_BLOCK) {
+            let i1 = (i0 + FORWARD_BLOCK).min(inputs);
+            for b in 0..batch {
+                let x_b = &x[b * inputs + i0..b * inputs + i1];
+                for r in 0..rows {
+                    y_group[r * batch + b] += dot(x_b, &w[(o0 + r) * inputs + i0..(o0 + r) * inputs + i1]);
+                }
+            }
+        }
+    }
+}
+
+/// `dx[b, i] += Σ_o dy[b, o] · W[o, i]` for a small batch: the input columns go in bands of
+/// at most [`INPUT_GRAD_BAND`], shared among the threads; within a band, four weight rows at a
+/// time are scaled into each sample's slice of `dx`, so the weight streams row after row and the
+/// band's `dx` is read and written once per four rows, from L2.
+fn small_batch_input_grad<E: Float>(dx: &mut [E], dy: &[E], w: &[E], (batch, inputs, outputs): (usize, usize, usize)) {
+    let band = inputs.div_ceil(threads()).clamp(1, INPUT_GRAD_BAND);
+    let parts: Vec<Vec<E>> = (0..inputs.div_ceil(band))
+        .into_par_iter()
+        .map(|t| {
+            let (i0, i1) = (t * band, ((t + 1) * band).min(inputs));
+            let mut acc = vec![E::zero(); batch * (i1 - i0)];
+            input_grad_band(&mut acc, (i0, i1), dy, w, (batch, inputs, outputs));
+            acc
+        })
+        .collect();
+    for (t, acc) in parts.iter().enumerate() {
+        let i0 = t * band;
+        let n = acc.len() / batch.max(1);
+        for (b, acc_b) in acc.chunks_exact(n.max(1)).enumerate() {
+            super::add_assign(&mut dx[b * inputs + i0..b * inputs + i0 + n], acc_b);
+        }
+    }
+}
+
+/// Input-gradient columns per band: the band's `[B, band]` slice of `dx` (320 KB at batch 10)
+/// stays in L2.
+const INPUT_GRAD_BAND: usize = 8192;
+
+simd_dispatch! {
+    /// One band `[i0, i1)` of the input gradient, `acc` `[B, i1 − i0]`.
+    fn input_grad_band => input_grad_band_body(acc: &mut [E], cols: (usize, usize), dy: &[E], w: &[E], sizes: (usize, usize, usize))
+}
+
+#[inline(always)]
+fn input_grad_band_body<E: Float>(
+    acc: &mut [E],
+    (i0, i1): (usize, usize),
+    dy: &[E],
+    w: &[E],
+    (_, inputs, outputs): (usize, usize, usize),
+) {
+    let n = i1 - i0;
+    for o0 in (0..outputs).step_by(ROWS) {
+        let rows = ROWS.min(outputs - o0);
+        let row = |r: usize| &w[(o0 + r) * inputs + i0..(o0 + r) * inputs + i1];
+        for (b, acc_b) in acc.chunks_exact_mut(n).enumerate() {
+            let g = |r: usize| dy[b * outputs + o0 + r];
+            if rows == ROWS {
+                let (g0, g1, g2, g3) = (g(0), g(1), g(2), g(3));
+                let (w0, w1, w2, w3) = (row(0), row(1), row(2), row(3));
+                for j in 0..n {
+                    acc_b[j] += g0 * w0[j] + g1 * w1[j] + g2 * w2[j] + g3 * w3[j];
+                }
+            } else {
+                for r in 0..rows {
+                    let (gr, wr) = (g(r), row(r));
+                    for (a, &wv) in acc_b.iter_mut().zip(wr) {
+                        *a += gr * wv;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Σ a[i]·b[i]` with 16 independent partial sums, so that the compiler vectorises it.
+#[inline(always)]
+fn dot<E: Float>(a: &[E], b: &[E]) -> E {
+    let mut acc = [E::zero(); 16];
+    let (a16, a_rest) = a.split_at(a.len() - a.len() % 16);
+    let (b16, b_rest) = b.split_at(a16.len());
+    for (ca, cb) in a16.chunks_exact(16).zip(b16.chunks_exact(16)) {
+        for i in 0..16 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let mut sum = acc.iter().fold(E::zero(), |s, v| s + *v);
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        sum += *x * *y;
+    }
+    sum
+}
+
+/// The sizes of a fully connected layer's passes, with the kernels that [`linear`] runs
+/// (public for the per-layer benchmark, as [`super::Conv2dGeometry`]). Every pass adds into
+/// its output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearGeometry {
+    /// Rows of `x` (samples).
+    pub batch: usize,
+    /// Input features.
+    pub inputs: usize,
+    /// Output features.
+    pub outputs: usize,
+}
+
+impl LinearGeometry {
+    fn sizes(&self) -> (usize, usize, usize) {
+        (self.batch, self.inputs, self.outputs)
+    }
+
+    /// `y += x·Wᵀ` for `x` `[B, I]`, `weight` `[O, I]`, `y` `[B, O]`.
+    pub fn forward_add<E: Float>(&self, y: &mut [E], x: &[E], weight: &[E]) {
+        let (batch, inputs, outputs) = self.sizes();
+        assert_eq!(
+            (y.len(), x.len(), weight.len()),
+            (batch * outputs, batch * inputs, outputs * inputs)
+        );
+        if batch <= SMALL_BATCH {
+            small_batch_forward(y, x, weight, self.sizes());
+        } else {
+            let w = MatRef::new(weight, outputs, inputs).t();
+            matmul(y, MatRef::new(x, batch, inputs), w, true, threads());
+        }
+    }
+
+    /// `dx += dy·W` for `dy` `[B, O]`.
+    pub fn input_grad_add<E: Float>(&self, dx: &mut [E], dy: &[E], weight: &[E]) {
+        let (batch, inputs, outputs) = self.sizes();
+        assert_eq!(
+            (dx.len(), dy.len(), weight.len()),
+            (batch * inputs, batch * outputs, outputs * inputs)
+        );
+        if batch <= SMALL_BATCH {
+            small_batch_input_grad(dx, dy, weight, self.sizes());
+        } else {
+            let w = MatRef::new(weight, outputs, inputs);
+            matmul(dx, MatRef::new(dy, batch, outputs), w, true, threads());
+        }
+    }
+
+    /// `dW += dyᵀ·x`: a GEMM, which already runs at PyTorch's speed here (it is bound by
+    /// reading and writing `dW` once).
+    pub fn weight_grad_add<E: Float>(&self, dw: &mut [E], dy: &[E], x: &[E]) {
+        let (batch, inputs, outputs) = self.sizes();
+        assert_eq!(
+            (dw.len(), dy.len(), x.len()),
+            (outputs * inputs, batch * outputs, batch * inputs)
+        );
+        let dy_m = MatRef::new(dy, batch, outputs);
+        matmul(dw, dy_m.t(), MatRef::new(x, batch, inputs), true, threads());
+    }
+
+    /// `db += Σ_b dy[b]`.
+    pub fn bias_grad_add<E: Float>(&self, db: &mut [E], dy: &[E]) {
+        assert_eq!((db.len(), dy.len()), (self.outputs, self.batch * self.outputs));
+        for row in dy.chunks_exact(self.outputs.max(1)) {
+            super::add_assign(db, row);
+        }
+    }
+}
 
 /// `y = x·Wᵀ (+ b)` for `x` `[B, I]` and `weight` `[O, I]`, recorded on `x`'s tape so that
 /// gradients flow to the input, the weight and the bias.
@@ -38,24 +278,22 @@ where
         i.size(),
         wi.size()
     );
-    let (batch, inputs, outputs) = (b.size(), i.size(), o.size());
+    let g = LinearGeometry {
+        batch: b.size(),
+        inputs: i.size(),
+        outputs: o.size(),
+    };
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = x.as_vec();
+    let x_data = host_vec(&x);
     // dfdx offers no borrowed view of a tensor's buffer: this copy is the one extra pass over
-    // the weight that the layer costs beyond the GEMMs.
-    let w_data = weight.as_vec();
+    // the weight that the layer costs beyond its kernels.
+    let w_data = host_vec(weight);
     let mut y = match bias {
-        Some(bias) => bias.as_vec().repeat(batch),
-        None => vec![E::zero(); batch * outputs],
+        Some(bias) => host_vec(bias).repeat(g.batch),
+        None => vec![E::zero(); g.batch * g.outputs],
     };
-    matmul(
-        &mut y,
-        MatRef::new(&x_data, batch, inputs),
-        MatRef::new(&w_data, outputs, inputs).t(),
-        true,
-        threads(),
-    );
+    g.forward_add(&mut y, &x_data, &w_data);
     let out = dev.try_tensor_from_vec(y, (b, o))?;
     if T::OWNS_TAPE {
         let (x_ghost, w_ghost, out_ghost) = (x.ghost(), weight.ghost(), out.ghost());
@@ -63,28 +301,10 @@ where
         drop(x);
         tape.add_backward_op(move |grads| {
             let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            let dy_m = MatRef::new(&dy, batch, outputs);
-            // dx += dy·W
-            matmul(
-                grads.get_or_alloc_mut(&x_ghost)?,
-                dy_m,
-                MatRef::new(&w_data, outputs, inputs),
-                true,
-                threads(),
-            );
-            // dW += dyᵀ·x
-            matmul(
-                grads.get_or_alloc_mut(&w_ghost)?,
-                dy_m.t(),
-                MatRef::new(&x_data, batch, inputs),
-                true,
-                threads(),
-            );
+            g.input_grad_add(grads.get_or_alloc_mut(&x_ghost)?, &dy, &w_data);
+            g.weight_grad_add(grads.get_or_alloc_mut(&w_ghost)?, &dy, &x_data);
             if let Some(b_ghost) = b_ghost {
-                let db = grads.get_or_alloc_mut(&b_ghost)?;
-                for row in dy.chunks_exact(outputs.max(1)) {
-                    super::add_assign(db, row);
-                }
+                g.bias_grad_add(grads.get_or_alloc_mut(&b_ghost)?, &dy);
             }
             Ok(())
         });
