@@ -13,27 +13,8 @@ use super::conv2d::Conv2dGeometry;
 const OUT_BLOCK: usize = 8;
 /// Output columns per tile: two AVX-512 registers of `f32`.
 const STRIP: usize = 32;
-use super::Float;
+use super::{dot, Float};
 use rayon::prelude::*;
-
-/// `Σ a[i]·b[i]` with 8 independent partial sums, so that the compiler can vectorise it
-/// (floating-point addition is not associative, so one running sum would stay scalar).
-#[inline(always)]
-fn dot<E: Float>(a: &[E], b: &[E]) -> E {
-    let mut acc = [E::zero(); 8];
-    let (a8, a_rest) = a.split_at(a.len() - a.len() % 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let mut sum = acc.iter().fold(E::zero(), |s, v| s + *v);
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        sum += *x * *y;
-    }
-    sum
-}
 
 /// Runs `body` with AVX2 and FMA enabled when the CPU has them.
 macro_rules! dispatch {
@@ -212,7 +193,7 @@ impl Conv2dGeometry {
                         let mut acc = E::zero();
                         for oy in y_lo..y_hi {
                             let x_row = &x_plane[(oy + ki - p) * iw..][..iw];
-                            acc += dot(&dy_plane[oy * ow + lo..oy * ow + hi], &x_row[lo + kj - p..hi + kj - p]);
+                            acc += dot::<8, E>(&dy_plane[oy * ow + lo..oy * ow + hi], &x_row[lo + kj - p..hi + kj - p]);
                         }
                         dw[(c * kh + ki) * kw + kj] += acc;
                     }

@@ -9,7 +9,7 @@
 //! be added afterwards.
 
 use super::gemm::{matmul, MatRef};
-use super::{host_vec, threads, Float};
+use super::{dot, host_vec, threads, Float};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -92,7 +92,7 @@ fn forward_rows_body<E: Float>(
             for b in 0..batch {
                 let x_b = &x[b * inputs + i0..b * inputs + i1];
                 for r in 0..rows {
-                    y_group[r * batch + b] += dot(x_b, &w[(o0 + r) * inputs + i0..(o0 + r) * inputs + i1]);
+                    y_group[r * batch + b] += dot::<16, E>(x_b, &w[(o0 + r) * inputs + i0..(o0 + r) * inputs + i1]);
                 }
             }
         }
@@ -162,24 +162,6 @@ fn input_grad_band_body<E: Float>(
             }
         }
     }
-}
-
-/// `Σ a[i]·b[i]` with 16 independent partial sums, so that the compiler vectorises it.
-#[inline(always)]
-fn dot<E: Float>(a: &[E], b: &[E]) -> E {
-    let mut acc = [E::zero(); 16];
-    let (a16, a_rest) = a.split_at(a.len() - a.len() % 16);
-    let (b16, b_rest) = b.split_at(a16.len());
-    for (ca, cb) in a16.chunks_exact(16).zip(b16.chunks_exact(16)) {
-        for i in 0..16 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let mut sum = acc.iter().fold(E::zero(), |s, v| s + *v);
-    for (x, y) in a_rest.iter().zip(b_rest) {
-        sum += *x * *y;
-    }
-    sum
 }
 
 /// The sizes of a fully connected layer's passes, with the kernels that [`linear`] runs

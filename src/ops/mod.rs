@@ -70,6 +70,26 @@ fn host_vec<S: Shape, E: Float>(t: &Tensor<S, E, Cpu>) -> Vec<E> {
     out
 }
 
+/// `Σ a[i]·b[i]` with `LANES` independent partial sums, so that the compiler vectorises it
+/// (floating-point addition is not associative, so one running sum would stay scalar). The
+/// direct convolution's rows use 8, the fully connected layer's long rows 16.
+#[inline(always)]
+fn dot<const LANES: usize, E: Float>(a: &[E], b: &[E]) -> E {
+    let mut acc = [E::zero(); LANES];
+    let (a_main, a_rest) = a.split_at(a.len() - a.len() % LANES);
+    let (b_main, b_rest) = b.split_at(a_main.len());
+    for (ca, cb) in a_main.chunks_exact(LANES).zip(b_main.chunks_exact(LANES)) {
+        for i in 0..LANES {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let mut sum = acc.iter().fold(E::zero(), |s, v| s + *v);
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        sum += *x * *y;
+    }
+    sum
+}
+
 /// Number of worker threads the kernels split batches over.
 fn threads() -> usize {
     rayon::current_num_threads().max(1)
