@@ -31,6 +31,7 @@ pub mod network;
 pub mod nn;
 pub mod notebook;
 pub mod ops;
+pub mod optim;
 pub mod plot;
 pub mod summary;
 pub mod train;

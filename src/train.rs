@@ -14,7 +14,7 @@ use crate::data::{self, PalmLoader};
 use crate::metrics::{self, Confusion};
 use crate::models::ModelKind;
 use crate::nn::Init;
-use dfdx::optim::{Adam, AdamConfig, Momentum, Sgd, SgdConfig, WeightDecay};
+use crate::optim::Optimizer;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -492,39 +492,11 @@ impl<S: Shape, const C: usize, M> Trainable<S, C> for M where
 {
 }
 
-enum Opt<M> {
-    Adam(Adam<M, f32, Cpu>),
-    Sgd(Sgd<M, f32, Cpu>),
-}
-
-impl<M: TensorCollection<f32, Cpu>> Opt<M> {
-    fn new(model: &M, cfg: &TrainConfig) -> Self {
-        match cfg.optimizer {
-            OptimizerKind::Adam => Opt::Adam(Adam::new(
-                model,
-                AdamConfig {
-                    lr: cfg.lr,
-                    weight_decay: cfg.weight_decay.map(WeightDecay::L2),
-                    ..Default::default()
-                },
-            )),
-            OptimizerKind::Momentum => Opt::Sgd(Sgd::new(
-                model,
-                SgdConfig {
-                    lr: cfg.lr,
-                    momentum: Some(Momentum::Classic(cfg.momentum)),
-                    weight_decay: cfg.weight_decay.map(WeightDecay::L2),
-                },
-            )),
-        }
-    }
-
-    fn update(&mut self, model: &mut M, grads: &Gradients<f32, Cpu>) -> anyhow::Result<()> {
-        let r = match self {
-            Opt::Adam(o) => o.update(model, grads),
-            Opt::Sgd(o) => o.update(model, grads),
-        };
-        r.map_err(|e| anyhow::anyhow!("optimizer step failed: {e:?}"))
+/// The configured optimizer.
+fn optimizer(cfg: &TrainConfig) -> Optimizer {
+    match cfg.optimizer {
+        OptimizerKind::Adam => Optimizer::adam(cfg.lr, cfg.weight_decay),
+        OptimizerKind::Momentum => Optimizer::momentum(cfg.lr, cfg.momentum, cfg.weight_decay),
     }
 }
 
@@ -672,7 +644,7 @@ where
     crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     // Subnormal gradients cost a microcode assist each on Intel cores: see `ops::flush_subnormals`.
     crate::ops::flush_subnormals();
-    let mut opt = Opt::new(model, cfg);
+    let mut opt = optimizer(cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let bar = progress_bar(cfg.verbose, (cfg.epochs * train.len()) as u64);
     let say = |line: String| {
@@ -715,8 +687,9 @@ where
                 .into());
             }
             grads = loss.backward();
-            opt.update(model, &grads)?;
-            model.try_zero_grads(&mut grads).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            // Also zeroes the gradients for the next step.
+            opt.update(model, &mut grads)
+                .map_err(|e| anyhow::anyhow!("optimizer step failed: {e:?}"))?;
             loss_sum += value as f64 * b as f64;
             n += b;
             bar.inc(b as u64);
@@ -772,7 +745,7 @@ where
     crate::nn::fresh_ids(model, dev).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     // Subnormal gradients cost a microcode assist each on Intel cores: see `ops::flush_subnormals`.
     crate::ops::flush_subnormals();
-    let mut opt = Opt::new(model, cfg);
+    let mut opt = optimizer(cfg);
     let mut grads = model.try_alloc_grads().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut losses = Vec::with_capacity(steps);
     'cycle: for epoch in 0.. {
@@ -796,8 +769,9 @@ where
             );
             losses.push(value);
             grads = loss.backward();
-            opt.update(model, &grads)?;
-            model.try_zero_grads(&mut grads).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            // Also zeroes the gradients for the next step.
+            opt.update(model, &mut grads)
+                .map_err(|e| anyhow::anyhow!("optimizer step failed: {e:?}"))?;
         }
     }
     Ok(losses)

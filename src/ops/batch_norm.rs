@@ -7,7 +7,7 @@
 //! (7×7, batch 10: n = 490) the two differ by 0.2 %. Channels are independent, so they are
 //! spread over rayon's threads.
 
-use super::{host_vec, Float};
+use super::{Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -93,8 +93,14 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
     let (batch, channels, plane) = (bd.size(), cd.size(), hd.size() * wd.size());
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = host_vec(&x);
-    let (w, b) = (host_vec(weight), host_vec(bias));
+    let x_ghost = x.ghost();
+    let x_rows = RowMajor::new(&x);
+    drop(x);
+    let x_data = x_rows.as_slice();
+    let (w, b) = (
+        RowMajor::new(weight).as_slice().to_vec(),
+        RowMajor::new(bias).as_slice().to_vec(),
+    );
     assert_eq!(w.len(), channels, "batch_norm2d: weight length");
     assert_eq!(b.len(), channels, "batch_norm2d: bias length");
     let training = matches!(mode, BatchNormMode::Train { .. });
@@ -109,7 +115,7 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
                 running_mean.len() == channels && running_var.len() == channels,
                 "batch_norm2d: running statistics length"
             );
-            let stats = channel_stats(&x_data, batch, channels, plane);
+            let stats = channel_stats(x_data, batch, channels, plane);
             for (c, &(m, v)) in stats.iter().enumerate() {
                 let blend = |old: E, new: f64| {
                     E::from(momentum * wide(old) + (1.0 - momentum) * new).expect("float conversion")
@@ -149,10 +155,11 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
         });
     let out = dev.try_tensor_from_vec(out, shape)?;
     if T::OWNS_TAPE {
-        let (x_ghost, w_ghost, b_ghost, out_ghost) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
-        drop(x);
+        let (w_ghost, b_ghost, out_ghost) = (weight.ghost(), bias.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            let x_data = x_rows.as_slice();
+            // Moved out rather than copied; put back below for anyone who reads it later.
+            let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&out_ghost)?);
             // Per channel: Σ dy and Σ dy·x̂, where x̂ = (x − mean)/σ.
             let sums: Vec<(f64, f64)> = (0..channels)
                 .into_par_iter()
@@ -187,6 +194,7 @@ pub fn batch_norm2d<B: Dim, C: Dim, H: Dim, W: Dim, Cw: Dim, E: Float, T: Tape<E
                     });
                 }
             });
+            **grads.get_or_alloc_mut(&out_ghost)? = dy;
             super::add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
             let dw: Vec<E> = sums.iter().map(|&(_, sx)| to_e(sx)).collect();
             let db: Vec<E> = sums.iter().map(|&(s, _)| to_e(s)).collect();

@@ -1,7 +1,7 @@
 //! Concatenation along channels: `[B, C₁, H, W] ‖ … ‖ [B, Cₙ, H, W]` → `[B, ΣCᵢ, H, W]`, the
 //! join of an Inception block's branches.
 
-use super::{host_vec, Float};
+use super::{Float, RowMajor};
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 
@@ -90,13 +90,18 @@ where
     let (p3, t3) = parts.3.split_tape();
     let mut tape = t0.merge(t1).merge(t2).merge(t3);
     let (batch, plane) = (b.size(), h.size() * w.size());
-    let data = [host_vec(&p0), host_vec(&p1), host_vec(&p2), host_vec(&p3)];
+    let data = (
+        RowMajor::new(&p0),
+        RowMajor::new(&p1),
+        RowMajor::new(&p2),
+        RowMajor::new(&p3),
+    );
     let joined = join(
         &[
-            (&data[0][..], channels[0]),
-            (&data[1][..], channels[1]),
-            (&data[2][..], channels[2]),
-            (&data[3][..], channels[3]),
+            (data.0.as_slice(), channels[0]),
+            (data.1.as_slice(), channels[1]),
+            (data.2.as_slice(), channels[2]),
+            (data.3.as_slice(), channels[3]),
         ],
         batch,
         plane,
@@ -106,11 +111,13 @@ where
         let ghosts = (p0.ghost(), p1.ghost(), p2.ghost(), p3.ghost());
         let out_ghost = out.ghost();
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
+            // Moved out rather than copied; put back below for anyone who reads it later.
+            let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&out_ghost)?);
             add_part_grad(grads.get_or_alloc_mut(&ghosts.0)?, &dy, &channels, 0, batch, plane);
             add_part_grad(grads.get_or_alloc_mut(&ghosts.1)?, &dy, &channels, 1, batch, plane);
             add_part_grad(grads.get_or_alloc_mut(&ghosts.2)?, &dy, &channels, 2, batch, plane);
             add_part_grad(grads.get_or_alloc_mut(&ghosts.3)?, &dy, &channels, 3, batch, plane);
+            **grads.get_or_alloc_mut(&out_ghost)? = dy;
             Ok(())
         });
     }

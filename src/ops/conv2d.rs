@@ -12,7 +12,7 @@
 //! skip `col` entirely: each input sample already is its patch matrix.
 
 use super::gemm::{matmul, MatRef};
-use super::{add_assign, host_vec, threads, window_output_size, Float};
+use super::{add_assign, threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -403,7 +403,7 @@ where
     E: Float,
     T: Tape<E, Cpu>,
 {
-    let (b, c, h, w) = *x.shape();
+    let (b_dim, c, h, w) = *x.shape();
     let (o, wc, kh, kw) = *weight.shape();
     assert_eq!(
         c.size(),
@@ -413,7 +413,7 @@ where
         wc.size()
     );
     let g = Conv2dGeometry::new(
-        b.size(),
+        b_dim.size(),
         c.size(),
         (h.size(), w.size()),
         o.size(),
@@ -437,22 +437,21 @@ where
     );
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = host_vec(&x);
-    let w_data = host_vec(weight);
-    let b_data = bias.map(host_vec);
+    let x_ghost = x.ghost();
+    let (x, w) = (RowMajor::new(&x), RowMajor::new(weight));
+    let b = bias.map(RowMajor::new);
     let out = dev.try_tensor_from_vec(
-        g.forward(&x_data, &w_data, b_data.as_deref()),
-        (b, o, out_hw.0, out_hw.1),
+        g.forward(x.as_slice(), w.as_slice(), b.as_ref().map(RowMajor::as_slice)),
+        (b_dim, o, out_hw.0, out_hw.1),
     )?;
     if T::OWNS_TAPE {
-        let x_ghost = x.ghost();
-        let w_ghost = weight.ghost();
+        let (w_ghost, out_ghost) = (weight.ghost(), out.ghost());
         let b_ghost = bias.map(|b| b.ghost());
-        let out_ghost = out.ghost();
-        drop(x);
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            let (dx, dw, db) = g.backward(&x_data, &w_data, &dy);
+            // Moved out rather than copied; put back below for anyone who reads it later.
+            let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&out_ghost)?);
+            let (dx, dw, db) = g.backward(x.as_slice(), w.as_slice(), &dy);
+            **grads.get_or_alloc_mut(&out_ghost)? = dy;
             add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
             add_assign(grads.get_or_alloc_mut(&w_ghost)?, &dw);
             if let Some(b_ghost) = b_ghost {

@@ -9,7 +9,7 @@
 //! be added afterwards.
 
 use super::gemm::{matmul, MatRef};
-use super::{dot, host_vec, threads, Float};
+use super::{dot, threads, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -267,27 +267,26 @@ where
     };
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let x_data = host_vec(&x);
-    // dfdx offers no borrowed view of a tensor's buffer: this copy is the one extra pass over
-    // the weight that the layer costs beyond its kernels.
-    let w_data = host_vec(weight);
+    let x_ghost = x.ghost();
+    let (x, w) = (RowMajor::new(&x), RowMajor::new(weight));
     let mut y = match bias {
-        Some(bias) => host_vec(bias).repeat(g.batch),
+        Some(bias) => RowMajor::new(bias).as_slice().repeat(g.batch),
         None => vec![E::zero(); g.batch * g.outputs],
     };
-    g.forward_add(&mut y, &x_data, &w_data);
+    g.forward_add(&mut y, x.as_slice(), w.as_slice());
     let out = dev.try_tensor_from_vec(y, (b, o))?;
     if T::OWNS_TAPE {
-        let (x_ghost, w_ghost, out_ghost) = (x.ghost(), weight.ghost(), out.ghost());
+        let (w_ghost, out_ghost) = (weight.ghost(), out.ghost());
         let b_ghost = bias.map(|b| b.ghost());
-        drop(x);
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            g.input_grad_add(grads.get_or_alloc_mut(&x_ghost)?, &dy, &w_data);
-            g.weight_grad_add(grads.get_or_alloc_mut(&w_ghost)?, &dy, &x_data);
+            // Moved out rather than copied; put back below for anyone who reads it later.
+            let dy = std::mem::take(&mut **grads.get_or_alloc_mut(&out_ghost)?);
+            g.input_grad_add(grads.get_or_alloc_mut(&x_ghost)?, &dy, w.as_slice());
+            g.weight_grad_add(grads.get_or_alloc_mut(&w_ghost)?, &dy, x.as_slice());
             if let Some(b_ghost) = b_ghost {
                 g.bias_grad_add(grads.get_or_alloc_mut(&b_ghost)?, &dy);
             }
+            **grads.get_or_alloc_mut(&out_ghost)? = dy;
             Ok(())
         });
     }

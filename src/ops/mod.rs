@@ -56,18 +56,83 @@ fn add_assign<E: Float>(dst: &mut [E], src: &[E]) {
     }
 }
 
-/// The tensor's values in row-major order, as one `memcpy`.
+/// A CPU tensor in row-major order whose buffer the kernels read in place, without a copy.
 ///
-/// dfdx's `as_vec` walks a strided index for every element, which cost AlexNet about a seventh
-/// of a training step (its 205 MB fc1 weight alone, twice). `contiguous` hands back the same buffer
-/// when the strides are already row-major (every tensor these ops and dfdx's arithmetic produce)
-/// and copies into row-major order otherwise (a permuted or broadcast view), so the physical copy
-/// below is always in logical order.
-fn host_vec<S: Shape, E: Float>(t: &Tensor<S, E, Cpu>) -> Vec<E> {
-    let t = t.clone().contiguous();
-    let mut out = vec![E::zero(); t.shape().num_elements()];
-    t.copy_into(&mut out);
-    out
+/// dfdx 0.13 offers no borrowed view of a tensor's buffer, only copies (`as_vec`, which walks a
+/// strided index per element, and `copy_into`). Copies cost: AlexNet's 205 MB `fc1` weight was
+/// allocated, zeroed and copied on every forward pass, a tenth of an evaluation batch. Holding
+/// one of these also keeps the values alive for a backward pass at the price of a reference
+/// count, where a copy doubled the memory of every saved input.
+///
+/// `new` puts the tensor in row-major order first (`contiguous` hands back the same buffer when
+/// the strides already are, every tensor these ops and dfdx's arithmetic produce, and copies a
+/// permuted or broadcast view into logical order), so the buffer always is the logical order.
+pub(crate) struct RowMajor<S: Shape, E: Float> {
+    tensor: Tensor<S, E, Cpu>,
+}
+
+impl<S: Shape, E: Float> RowMajor<S, E> {
+    /// Shares `t`'s buffer when it is row-major already; copies it into row-major order when not.
+    pub(crate) fn new(t: &Tensor<S, E, Cpu>) -> Self {
+        Self {
+            tensor: t.clone().contiguous(),
+        }
+    }
+
+    /// The values, row-major.
+    pub(crate) fn as_slice(&self) -> &[E] {
+        let n = self.tensor.shape().num_elements();
+        if n == 0 {
+            return &[];
+        }
+        let first: *const E = &self.tensor[S::Concrete::default()];
+        let last: *const E = &self.tensor[last_index(self.tensor.shape())];
+        // Indexing checked `last` against the buffer's length; with row-major strides it lies
+        // exactly `n − 1` elements after the first.
+        assert_eq!(
+            last as usize - first as usize,
+            (n - 1) * std::mem::size_of::<E>(),
+            "RowMajor: the buffer is not in row-major order"
+        );
+        // SAFETY: `first ..= last` lies in the one `Vec` that `self.tensor` holds through an
+        // `Arc` and keeps alive and unchanged for the borrow (dfdx writes to a buffer only through
+        // `Arc::make_mut`, which copies while we hold a reference count). dfdx hands out only
+        // `&E` to its elements, so the pointer comes from one element's reference: the access
+        // stays inside one live, initialised allocation, which is what the compiler relies on,
+        // though Miri's stricter Stacked Borrows model would reject it.
+        unsafe { std::slice::from_raw_parts(first, n) }
+    }
+}
+
+/// `tensor`'s values, row-major, to change in place: the buffer itself when no other tensor
+/// shares it, else a copy that `tensor` then owns (`Arc::make_mut`, dfdx's own copy-on-write).
+/// For optimizers, which update every parameter in place.
+pub(crate) fn row_major_mut<S: Shape, E: Float>(tensor: &mut Tensor<S, E, Cpu>) -> &mut [E] {
+    *tensor = tensor.clone().contiguous();
+    let n = tensor.shape().num_elements();
+    if n == 0 {
+        return &mut [];
+    }
+    let last_index = last_index(tensor.shape());
+    let last = &mut tensor[last_index] as *mut E as usize;
+    let first: *mut E = &mut tensor[S::Concrete::default()];
+    assert_eq!(
+        last - first as usize,
+        (n - 1) * std::mem::size_of::<E>(),
+        "row_major_mut: the buffer is not in row-major order"
+    );
+    // SAFETY: as in `RowMajor::as_slice`; `IndexMut` went through `Arc::make_mut`, so this
+    // tensor alone owns the buffer, and the returned borrow keeps `tensor` borrowed mutably.
+    unsafe { std::slice::from_raw_parts_mut(first, n) }
+}
+
+/// The index of a shape's last element (every dimension non-zero).
+fn last_index<S: Shape>(shape: &S) -> S::Concrete {
+    let mut index = shape.concrete();
+    for axis in 0..S::NUM_DIMS {
+        index[axis] -= 1;
+    }
+    index
 }
 
 /// `Σ a[i]·b[i]` with `LANES` independent partial sums, so that the compiler vectorises it

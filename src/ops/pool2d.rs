@@ -4,7 +4,7 @@
 //! Max pooling keeps only the index of each window's maximum for backward; average pooling keeps
 //! nothing but the geometry.
 
-use super::{host_vec, threads, window_output_size, Float};
+use super::{threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -220,14 +220,13 @@ pub fn max_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T:
     let g = pool_geometry("max_pool2d", shape, kernel, stride, padding, out_hw);
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let (out, arg) = g.max_forward(&host_vec(&x));
+    let (out, arg) = g.max_forward(RowMajor::new(&x).as_slice());
     let out = dev.try_tensor_from_vec(out, (shape.0, shape.1, out_hw.0, out_hw.1))?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
         let out_ghost = out.ghost();
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            let dx = g.max_backward(&arg, &dy);
+            let dx = g.max_backward(&arg, grads.get_or_alloc_mut(&out_ghost)?);
             super::add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
             Ok(())
         });
@@ -251,13 +250,15 @@ pub fn avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, Ho: Dim, Wo: Dim, E: Float, T:
     let g = pool_geometry("avg_pool2d", shape, kernel, stride, padding, out_hw);
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let out = dev.try_tensor_from_vec(g.avg_forward(&host_vec(&x)), (shape.0, shape.1, out_hw.0, out_hw.1))?;
+    let out = dev.try_tensor_from_vec(
+        g.avg_forward(RowMajor::new(&x).as_slice()),
+        (shape.0, shape.1, out_hw.0, out_hw.1),
+    )?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
         let out_ghost = out.ghost();
         tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_ghost)?.to_vec();
-            let dx = g.avg_backward(&dy);
+            let dx = g.avg_backward(grads.get_or_alloc_mut(&out_ghost)?);
             super::add_assign(grads.get_or_alloc_mut(&x_ghost)?, &dx);
             Ok(())
         });
@@ -275,7 +276,8 @@ pub fn global_avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cp
     let scale = E::one() / E::from(plane).expect("plane size fits the float type");
     let dev = x.device().clone();
     let (x, mut tape) = x.split_tape();
-    let means: Vec<E> = host_vec(&x)
+    let means: Vec<E> = RowMajor::new(&x)
+        .as_slice()
         .chunks_exact(plane)
         .map(|p| p.iter().fold(E::zero(), |a, v| a + *v) * scale)
         .collect();

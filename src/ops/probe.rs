@@ -2,7 +2,7 @@
 //! and its gradient on the way back. Grad-CAM ([`crate::explain`]) reads an inner layer's
 //! activations and the output's gradient with respect to them through it.
 
-use super::{host_vec, Float};
+use super::{Float, RowMajor};
 use dfdx::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,7 +30,7 @@ pub fn probe<S: Shape, E: Float, T: Tape<E, Cpu>>(
     sink: &ProbeSink<E>,
 ) -> Result<Tensor<S, E, Cpu, T>, CpuError> {
     let (x, mut tape) = x.split_tape();
-    let values = host_vec(&x);
+    let values = RowMajor::new(&x).as_slice().to_vec();
     *sink.borrow_mut() = Probed {
         shape: x.shape().concrete().into(),
         values: values.clone(),
