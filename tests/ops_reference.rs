@@ -2,7 +2,10 @@
 //! weight and bias gradients) against central finite differences.
 
 use dfdx::prelude::*;
-use palm_cnn::ops::{avg_pool2d, conv2d, global_avg_pool2d, linear, max_pool2d, window_output_size};
+use palm_cnn::ops::{
+    activation, avg_pool2d, conv2d, global_avg_pool2d, linear, max_pool2d, relu, sigmoid, window_output_size,
+    Activation,
+};
 mod common;
 
 use common::{assert_close, numeric_grad, random_vec};
@@ -170,6 +173,32 @@ const CONV_CASES: &[ConvCase] = &[
         kernel: (1, 1),
         stride: 2,
         padding: 0,
+    },
+    // im2col path, 576 output pixels (≥ 512): one sample per GEMM, written in place; batch 3
+    // splits into thread groups of 2 and 1.
+    ConvCase {
+        shape: (3, 2, 24, 24),
+        out_channels: 20,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+    // im2col path, 100 output pixels: 6 samples per GEMM, so batch 13 (groups of 7 and 6) has a
+    // group with a full chunk and a one-sample chunk.
+    ConvCase {
+        shape: (13, 2, 10, 10),
+        out_channels: 17,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+    // Stride 4 with 24×23 = 552 output pixels: one-sample chunks with strided patches.
+    ConvCase {
+        shape: (2, 3, 95, 90),
+        out_channels: 4,
+        kernel: (11, 11),
+        stride: 4,
+        padding: 5,
     },
     // Stride larger than the kernel, odd sizes.
     ConvCase {
@@ -642,4 +671,82 @@ fn direct_conv_f32_matches_f64_forward_and_gradients() {
             &format!("{what}: f32 weight grad"),
         );
     }
+}
+
+/// Lengths around the activations' 16,384-element parallel pieces, and a tiny one.
+const ACTIVATION_LENGTHS: &[usize] = &[1, 7, 16_383, 16_384, 16_385, 3 * 16_384 + 11];
+
+#[test]
+fn activations_match_formulas_and_gradients() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(21);
+    for &n in ACTIVATION_LENGTHS {
+        // Values on both sides of 0, some exactly 0, where ReLU's derivative is taken as 0.
+        let x: Vec<f64> = (0..n)
+            .map(|i| if i % 13 == 0 { 0.0 } else { rng.gen_range(-6.0..6.0) })
+            .collect();
+        let coeff = random_vec(&mut rng, n);
+        for f in [Activation::Relu, Activation::Sigmoid] {
+            let value = |v: f64| match f {
+                Activation::Relu => v.max(0.0),
+                Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            };
+            // dy/dx by hand: 1 above 0 (0 at and below) for ReLU; e^(−x)/(1 + e^(−x))² for the sigmoid.
+            let slope = |v: f64| match f {
+                Activation::Relu => f64::from(u8::from(v > 0.0)),
+                Activation::Sigmoid => (-v).exp() / (1.0 + (-v).exp()).powi(2),
+            };
+            let xt = dev.tensor_from_vec(x.clone(), (n,));
+            let y = activation(xt.leaky_trace(), f).unwrap();
+            let expected: Vec<f64> = x.iter().map(|&v| value(v)).collect();
+            assert_close(&y.as_vec(), &expected, 1e-15, &format!("{f:?} forward, n = {n}"));
+            let grads = (y * dev.tensor_from_vec(coeff.clone(), (n,))).sum().backward();
+            let expected: Vec<f64> = x.iter().zip(&coeff).map(|(&v, &c)| c * slope(v)).collect();
+            assert_close(
+                &grads.get(&xt).as_vec(),
+                &expected,
+                1e-12,
+                &format!("{f:?} gradient, n = {n}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn sigmoid_gradient_matches_finite_differences_in_f32_model_shape() {
+    // A 4-d f32 batch as the models feed it, against central differences in f64.
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(22);
+    let shape = (2usize, 3usize, 5usize, 7usize);
+    let x = random_vec(&mut rng, 210);
+    let coeff = random_vec(&mut rng, 210);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32 * 3.0).collect();
+    let xt = dev.tensor_from_vec(x32.clone(), shape);
+    let y = sigmoid(xt.leaky_trace()).unwrap();
+    let c32: Vec<f32> = coeff.iter().map(|&c| c as f32).collect();
+    let grads = (y * dev.tensor_from_vec(c32, shape)).sum().backward();
+    let got: Vec<f64> = grads.get(&xt).as_vec().iter().map(|&g| f64::from(g)).collect();
+    let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+    let numeric = numeric_grad(&x64, &coeff, &|v| v.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect());
+    assert_close(&got, &numeric, 1e-6, "sigmoid f32 gradient");
+}
+
+#[test]
+fn relu_keeps_nan_and_gradients_accumulate() {
+    let dev = Cpu::default();
+    let y = relu(dev.tensor([f32::NAN, -1.0, 2.0])).unwrap().as_vec();
+    assert!(y[0].is_nan(), "NaN in, NaN out (as in PyTorch), got {}", y[0]);
+    assert_eq!(&y[1..], &[0.0, 2.0]);
+    // x used by two activations: its gradient is the sum of both.
+    let x = dev.tensor([-1.0f64, 0.5, 2.0]);
+    let a = relu(x.leaky_trace()).unwrap();
+    let (a, tape) = a.split_tape();
+    let s = sigmoid(x.clone().put_tape(tape)).unwrap();
+    let grads = (s + a).sum().backward();
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let expected: Vec<f64> = [-1.0f64, 0.5, 2.0]
+        .iter()
+        .map(|&v| sig(v) * (1.0 - sig(v)) + f64::from(u8::from(v > 0.0)))
+        .collect();
+    assert_close(&grads.get(&x).as_vec(), &expected, 1e-12, "two uses of x");
 }

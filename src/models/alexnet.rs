@@ -1,7 +1,6 @@
 //! AlexNet, the course's single-tower variant for 224×224 inputs and one output logit.
 
-use crate::nn::{Conv2d, Dropout, Flatten, Linear, MaxPool2d};
-use dfdx::nn::modules::ReLU;
+use crate::nn::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
 
 crate::network! {
     /// AlexNet (course variant): 3×224×224 → one logit. 71,916,929 parameters.

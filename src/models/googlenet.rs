@@ -2,9 +2,8 @@
 //! pooling, one output logit (no auxiliary heads).
 
 use crate::nn::shape_check::ConstMessage;
-use crate::nn::{Conv2d, GlobalAvgPool, Linear, MaxPool2d};
-use crate::ops::{concat_channels4, Float};
-use dfdx::nn::modules::ReLU;
+use crate::nn::{Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU};
+use crate::ops::{concat_channels4, relu, Float};
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 use rand::distributions::uniform::SampleUniform;
@@ -173,12 +172,12 @@ where
 
     fn try_forward(&self, x: Tensor<(B, Const<C>, Const<H>, Const<W>), E, Cpu, T>) -> Result<Self::Output, CpuError> {
         const { check_concat([C1, C2B, C3B, C4], OUT) };
-        let branch1 = self.p1_1.try_forward(x.with_empty_tape())?.try_relu()?;
-        let branch2 = self.p2_1.try_forward(x.with_empty_tape())?.try_relu()?;
-        let branch2 = self.p2_2.try_forward(branch2)?.try_relu()?;
-        let branch3 = self.p3_1.try_forward(x.with_empty_tape())?.try_relu()?;
-        let branch3 = self.p3_2.try_forward(branch3)?.try_relu()?;
-        let branch4 = self.p4_2.try_forward(self.p4_1.try_forward(x)?)?.try_relu()?;
+        let branch1 = relu(self.p1_1.try_forward(x.with_empty_tape())?)?;
+        let branch2 = relu(self.p2_1.try_forward(x.with_empty_tape())?)?;
+        let branch2 = relu(self.p2_2.try_forward(branch2)?)?;
+        let branch3 = relu(self.p3_1.try_forward(x.with_empty_tape())?)?;
+        let branch3 = relu(self.p3_2.try_forward(branch3)?)?;
+        let branch4 = relu(self.p4_2.try_forward(self.p4_1.try_forward(x)?)?)?;
         concat_channels4((branch1, branch2, branch3, branch4), Const::<OUT>)
     }
 }

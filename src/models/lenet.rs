@@ -2,8 +2,7 @@
 //! or 4×4 over 50×50 (iChallenge-PM) third convolution; and LeNet-PALM with ReLU in place of
 //! the sigmoids, the first change the course's discussion suggests when LeNet does not learn.
 
-use crate::nn::{Conv2d, Flatten, Linear, MaxPool2d};
-use dfdx::nn::modules::{ReLU, Sigmoid};
+use crate::nn::{Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid};
 
 crate::network! {
     /// LeNet for 1×28×28 MNIST digits → 10 class logits. 41,806 parameters.

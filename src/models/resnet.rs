@@ -1,9 +1,8 @@
 //! ResNet-50, the course's variant: a 7×7 stride-2 stem, sixteen bottleneck blocks in four
 //! stages (3, 4, 6, 3), global average pooling, one output logit.
 
-use crate::nn::{BatchNorm2d, Conv2dNoBias, GlobalAvgPool, Identity, Linear, MaxPool2d};
-use crate::ops::Float;
-use dfdx::nn::modules::ReLU;
+use crate::nn::{BatchNorm2d, Conv2dNoBias, GlobalAvgPool, Identity, Linear, MaxPool2d, ReLU};
+use crate::ops::{relu, Float};
 use dfdx::prelude::*;
 use dfdx::tensor::Merge;
 use rand::distributions::uniform::SampleUniform;
@@ -239,10 +238,10 @@ where
 
     fn try_forward(&self, x: Maps<B, C, H, W, E, T>) -> Result<Self::Output, CpuError> {
         let short = self.short.try_forward(x.with_empty_tape())?;
-        let y = self.conv0.try_forward(x)?.try_relu()?;
-        let y = self.conv1.try_forward(y)?.try_relu()?;
+        let y = relu(self.conv0.try_forward(x)?)?;
+        let y = relu(self.conv1.try_forward(y)?)?;
         let y = self.conv2.try_forward(y)?;
-        y.try_add(short)?.try_relu()
+        relu(y.try_add(short)?)
     }
 }
 
@@ -273,10 +272,10 @@ where
 
     fn try_forward_mut(&mut self, x: Maps<B, C, H, W, E, OwnedTape<E, Cpu>>) -> Result<Self::Output, CpuError> {
         let short = self.short.try_forward_mut(x.with_empty_tape())?;
-        let y = self.conv0.try_forward_mut(x)?.try_relu()?;
-        let y = self.conv1.try_forward_mut(y)?.try_relu()?;
+        let y = relu(self.conv0.try_forward_mut(x)?)?;
+        let y = relu(self.conv1.try_forward_mut(y)?)?;
         let y = self.conv2.try_forward_mut(y)?;
-        y.try_add(short)?.try_relu()
+        relu(y.try_add(short)?)
     }
 }
 

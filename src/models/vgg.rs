@@ -1,8 +1,7 @@
 //! VGG-16, the course's variant for 224×224 inputs and one output logit: thirteen 3×3
 //! convolutions in five blocks, each block ending in a 2×2 max-pool.
 
-use crate::nn::{Conv2d, Dropout, Flatten, Linear, MaxPool2d};
-use dfdx::nn::modules::ReLU;
+use crate::nn::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU};
 
 crate::network! {
     /// VGG-16 (course variant): 3×224×224 → one logit. 134,264,641 parameters, 102,764,544 of

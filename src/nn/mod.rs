@@ -6,11 +6,11 @@
 //! `cargo build` (and `cargo test`) error naming the layer kind, the declared size and the size
 //! the input actually gives; `cargo check` does not evaluate those blocks.
 //!
-//! The layers mix freely with dfdx's own (`ReLU`, `Sigmoid`) in tuples:
+//! The layers mix freely with dfdx's own modules in tuples:
 //!
 //! ```
 //! use dfdx::prelude::*;
-//! use palm_cnn::nn::{Conv2d, Flatten, Linear, MaxPool2d};
+//! use palm_cnn::nn::{Conv2d, Flatten, Linear, MaxPool2d, ReLU};
 //!
 //! type Tiny = (
 //!     Conv2d<1, 4, 3, 1, 1, 8, 8>, // 1×8×8 → 4×8×8
@@ -26,6 +26,7 @@
 //! assert_eq!(model.num_trainable_params(), 4 * 9 + 4 + 64 * 2 + 2);
 //! ```
 
+mod activation;
 mod batch_norm;
 mod conv;
 mod dropout;
@@ -37,6 +38,7 @@ mod linear;
 mod pool;
 pub mod shape_check;
 
+pub use activation::{ReLU, Sigmoid};
 pub use batch_norm::BatchNorm2d;
 pub use conv::{Conv2d, Conv2dNoBias};
 pub use dropout::Dropout;

@@ -12,9 +12,21 @@
 //! skip `col` entirely: each input sample already is its patch matrix.
 
 use super::gemm::{matmul, MatRef};
-use super::{add_assign, threads, window_output_size, Float, RowMajor};
+use super::{add_assign, sum, threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
+use std::ops::Range;
+
+/// Output columns below which the im2col path puts several samples into one GEMM.
+const CHUNK_COLUMNS: usize = 512;
+
+/// See [`Conv2dGeometry::split`].
+#[derive(Debug, Clone, Copy)]
+struct BatchSplit {
+    group_len: usize,
+    chunk_len: usize,
+    gemm_threads: usize,
+}
 
 /// Every size a convolution needs, checked for consistency by [`Conv2dGeometry::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,32 +169,58 @@ impl Conv2dGeometry {
         }
     }
 
-    /// The patch matrix of the whole batch, `[C·Kh·Kw, B·Ho·Wo]`: sample `b` occupies columns
-    /// `b·Ho·Wo ..`. One GEMM over all samples keeps the GEMM's shapes large even where a
-    /// layer's output is only 14×14.
-    fn im2col_batch<E: Float>(&self, x: &[E]) -> Vec<E> {
+    /// How the batch is split for the im2col path: into `groups` contiguous runs of
+    /// `group_len` samples (the last may be shorter), one per thread, each walked in chunks of
+    /// `chunk_len` samples whose patch matrix `[C·Kh·Kw, chunk_len·Ho·Wo]` is one GEMM's right
+    /// side. `gemm_threads` is what each GEMM may use: all threads when the batch is too small
+    /// to give each thread a group (batch 1 in Grad-CAM), else one.
+    ///
+    /// A chunk is one sample when that gives the GEMM at least `CHUNK_COLUMNS` columns (AlexNet
+    /// conv1–conv2, LeNet-PALM conv3): the GEMM then writes the sample's output in place and
+    /// reads its output gradient in place. Smaller outputs (AlexNet conv3–conv5, 14×14) take
+    /// several samples per chunk, so that the GEMM keeps a useful width, and are regrouped.
+    fn split(&self) -> BatchSplit {
+        let t = threads();
+        let groups = self.batch.clamp(1, t);
+        let group_len = self.batch.div_ceil(groups).max(1);
+        let chunk_len = CHUNK_COLUMNS.div_ceil(self.out_pixels().max(1)).clamp(1, group_len);
+        BatchSplit {
+            group_len,
+            chunk_len,
+            gemm_threads: if groups < t { t } else { 1 },
+        }
+    }
+
+    /// The patch matrix of samples `samples` of `x` (`[C·Kh·Kw, len·Ho·Wo]`, sample `j` of the
+    /// range in columns `j·Ho·Wo ..`), written into `col` (every element is overwritten).
+    fn im2col<E: Float>(&self, x: &[E], samples: Range<usize>, col: &mut [E], parallel: bool) {
         let n = self.out_pixels();
         let plane_len = self.in_h * self.in_w;
-        let mut col = vec![E::zero(); self.patch_len() * self.batch * n];
-        col.par_chunks_mut(self.batch * n).enumerate().for_each(|(r, row)| {
+        let cols = samples.len() * n;
+        let fill_row = |(r, row): (usize, &mut [E])| {
             let (c, ki, kj) = self.patch_row(r);
-            for (b, dst) in row.chunks_exact_mut(n).enumerate() {
+            for (b, dst) in samples.clone().zip(row.chunks_exact_mut(n)) {
                 let plane = &x[(b * self.in_channels + c) * plane_len..][..plane_len];
                 self.fill_patch_row(plane, (ki, kj), dst);
             }
-        });
-        col
+        };
+        let col = &mut col[..self.patch_len() * cols];
+        if parallel {
+            col.par_chunks_mut(cols).enumerate().for_each(fill_row);
+        } else {
+            col.chunks_mut(cols).enumerate().for_each(fill_row);
+        }
     }
 
-    /// Adds the patch gradients of sample `b` (columns `b·Ho·Wo ..` of `dcol`,
-    /// `[C·Kh·Kw, B·Ho·Wo]`) onto that sample's input gradient (col2im).
-    fn col2im_add<E: Float>(&self, dcol: &[E], b: usize, dx: &mut [E]) {
+    /// Adds the patch gradients of sample `j` of a chunk of `chunk_len` samples (`dcol`,
+    /// `[C·Kh·Kw, chunk_len·Ho·Wo]`) onto that sample's input gradient `dx` (col2im).
+    fn col2im_add<E: Float>(&self, dcol: &[E], chunk_len: usize, j: usize, dx: &mut [E]) {
         let (oh, ow, s, p) = (self.out_h, self.out_w, self.stride, self.padding);
         let n = self.out_pixels();
         let plane_len = self.in_h * self.in_w;
         for r in 0..self.patch_len() {
             let (c, ki, kj) = self.patch_row(r);
-            let row = &dcol[(r * self.batch + b) * n..][..n];
+            let row = &dcol[(r * chunk_len + j) * n..][..n];
             let plane = &mut dx[c * plane_len..(c + 1) * plane_len];
             let (y_lo, y_hi) = self.valid_range(ki, self.in_h, oh);
             let (x_lo, x_hi) = self.valid_range(kj, self.in_w, ow);
@@ -202,16 +240,151 @@ impl Conv2dGeometry {
         }
     }
 
-    /// `[B, O, N]` → `[O, B·N]`, the layout the batched GEMMs produce and consume.
-    fn batch_major_to_channel_major<E: Float>(&self, y: &[E]) -> Vec<E> {
-        let n = self.out_pixels();
-        let mut t = vec![E::zero(); y.len()];
-        t.par_chunks_mut(self.batch * n).enumerate().for_each(|(o, row)| {
-            for (b, dst) in row.chunks_exact_mut(n).enumerate() {
-                dst.copy_from_slice(&y[(b * self.out_channels + o) * n..][..n]);
+    /// The im2col forward pass over one group of samples (`x`, `out`: the group's inputs and
+    /// outputs, batch-major), chunk by chunk; `out` arrives zeroed.
+    fn im2col_forward_group<E: Float>(
+        &self,
+        split: BatchSplit,
+        x: &[E],
+        w: MatRef<E>,
+        bias: Option<&[E]>,
+        out: &mut [E],
+    ) {
+        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
+        let samples = out.len() / self.out_sample_len();
+        let mut col = Vec::new();
+        let mut chunk_out = Vec::new();
+        for b0 in (0..samples).step_by(split.chunk_len) {
+            let len = split.chunk_len.min(samples - b0);
+            let cols = len * n;
+            col.resize(k * cols, E::zero());
+            self.im2col(x, b0..b0 + len, &mut col, split.gemm_threads > 1);
+            let rhs = MatRef::new(&col, k, cols);
+            let out_chunk = &mut out[b0 * o * n..(b0 + len) * o * n];
+            if len == 1 {
+                // The GEMM's `[O, Ho·Wo]` result is the sample's output: start from the bias.
+                if let Some(bias) = bias {
+                    for (plane, &b) in out_chunk.chunks_exact_mut(n).zip(bias) {
+                        plane.fill(b);
+                    }
+                }
+                matmul(out_chunk, w, rhs, bias.is_some(), split.gemm_threads);
+            } else {
+                chunk_out.resize(o * cols, E::zero());
+                matmul(&mut chunk_out, w, rhs, false, split.gemm_threads);
+                // `[O, len·N]` → `[len, O, N]`, adding the bias on the way.
+                for (j, yb) in out_chunk.chunks_exact_mut(o * n).enumerate() {
+                    for (oc, dst) in yb.chunks_exact_mut(n).enumerate() {
+                        let src = &chunk_out[(oc * len + j) * n..][..n];
+                        let b = bias.map_or(E::zero(), |bias| bias[oc]);
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = *s + b;
+                        }
+                    }
+                }
             }
-        });
-        t
+        }
+    }
+
+    /// The im2col backward pass over one group of samples: adds the group's weight gradient
+    /// onto `dw` when `x` is given, and writes its input gradient into `dx` (zeroed on arrival)
+    /// when `weight_t` (`Wᵀ`) is given. One patch buffer per group serves both: first as the
+    /// patches for `dW += dY·colᵀ`, then overwritten with `dcol = Wᵀ·dY` for col2im.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_backward_group<E: Float>(
+        &self,
+        split: BatchSplit,
+        x: Option<&[E]>,
+        weight_t: Option<MatRef<E>>,
+        dy: &[E],
+        mut dw: Option<&mut [E]>,
+        mut dx: Option<&mut [E]>,
+    ) {
+        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
+        let samples = dy.len() / self.out_sample_len();
+        let mut col = Vec::new();
+        let mut chunk_dy = Vec::new();
+        for b0 in (0..samples).step_by(split.chunk_len) {
+            let len = split.chunk_len.min(samples - b0);
+            let cols = len * n;
+            let dy_chunk = &dy[b0 * o * n..(b0 + len) * o * n];
+            // The GEMMs want `[O, len·N]`; one sample's `[O, N]` already is.
+            let dy_t: &[E] = if len == 1 {
+                dy_chunk
+            } else {
+                chunk_dy.resize(o * cols, E::zero());
+                for (oc, row) in chunk_dy.chunks_exact_mut(cols).enumerate() {
+                    for (j, dst) in row.chunks_exact_mut(n).enumerate() {
+                        dst.copy_from_slice(&dy_chunk[(j * o + oc) * n..][..n]);
+                    }
+                }
+                &chunk_dy
+            };
+            let dy_t = MatRef::new(dy_t, o, cols);
+            col.resize(k * cols, E::zero());
+            if let (Some(x), Some(dw)) = (x, dw.as_deref_mut()) {
+                self.im2col(x, b0..b0 + len, &mut col, split.gemm_threads > 1);
+                matmul(dw, dy_t, MatRef::new(&col, k, cols).t(), true, split.gemm_threads);
+            }
+            if let (Some(wt), Some(dx)) = (weight_t, dx.as_deref_mut()) {
+                matmul(&mut col, wt, dy_t, false, split.gemm_threads);
+                let dx_chunk = &mut dx[b0 * self.in_sample_len()..(b0 + len) * self.in_sample_len()];
+                for (j, dxb) in dx_chunk.chunks_exact_mut(self.in_sample_len()).enumerate() {
+                    self.col2im_add(&col, len, j, dxb);
+                }
+            }
+        }
+    }
+
+    /// The im2col backward pass over the whole batch: the input gradient when `weight` is
+    /// given, the weight gradient when `x` is, each group of samples on its own thread (the
+    /// weight gradient summed over the groups' partial sums).
+    fn im2col_backward<E: Float>(
+        &self,
+        x: Option<&[E]>,
+        weight: Option<&[E]>,
+        dy: &[E],
+    ) -> (Option<Vec<E>>, Option<Vec<E>>) {
+        let split = self.split();
+        let k = self.patch_len();
+        let o = self.out_channels;
+        let weight_t = weight.map(|w| MatRef::new(w, o, k).t());
+        let mut dx = weight.map(|_| vec![E::zero(); self.batch * self.in_sample_len()]);
+        let dy_groups = dy.par_chunks(split.group_len * self.out_sample_len());
+        let dw = match (x, dx.as_mut()) {
+            (Some(x), dx) => {
+                let x_groups = x.par_chunks(split.group_len * self.in_sample_len());
+                let partial = |dy_group: &[E], x_group: &[E], dx_group: Option<&mut [E]>| {
+                    let mut dw = vec![E::zero(); o * k];
+                    self.im2col_backward_group(split, Some(x_group), weight_t, dy_group, Some(&mut dw), dx_group);
+                    dw
+                };
+                let sum = |mut a: Vec<E>, b: Vec<E>| {
+                    add_assign(&mut a, &b);
+                    a
+                };
+                let dw = match dx {
+                    Some(dx) => dy_groups
+                        .zip(x_groups)
+                        .zip(dx.par_chunks_mut(split.group_len * self.in_sample_len()))
+                        .map(|((dy_g, x_g), dx_g)| partial(dy_g, x_g, Some(dx_g)))
+                        .reduce_with(sum),
+                    None => dy_groups
+                        .zip(x_groups)
+                        .map(|(dy_g, x_g)| partial(dy_g, x_g, None))
+                        .reduce_with(sum),
+                };
+                Some(dw.unwrap_or_else(|| vec![E::zero(); o * k]))
+            }
+            (None, Some(dx)) => {
+                dy_groups
+                    .zip(dx.par_chunks_mut(split.group_len * self.in_sample_len()))
+                    .for_each(|(dy_g, dx_g)| self.im2col_backward_group(split, None, weight_t, dy_g, None, Some(dx_g)));
+                None
+            }
+            (None, None) => None,
+        };
+        (dx, dw)
     }
 
     /// Forward pass: returns `[B, O, Ho, Wo]`.
@@ -231,19 +404,13 @@ impl Conv2dGeometry {
                 .for_each(|(y, xb)| matmul(y, w, MatRef::new(xb, k, n), false, gemm_threads));
             out
         } else {
-            let col = self.im2col_batch(x);
-            let mut y_t = vec![E::zero(); o * self.batch * n];
-            matmul(&mut y_t, w, MatRef::new(&col, k, self.batch * n), false, threads());
-            drop(col);
+            let split = self.split();
             let mut out = vec![E::zero(); self.batch * self.out_sample_len()];
-            out.par_chunks_mut(self.out_sample_len().max(1))
-                .enumerate()
-                .for_each(|(b, yb)| {
-                    for (oc, dst) in yb.chunks_exact_mut(n).enumerate() {
-                        dst.copy_from_slice(&y_t[(oc * self.batch + b) * n..][..n]);
-                    }
-                });
-            out
+            out.par_chunks_mut(split.group_len * self.out_sample_len())
+                .zip(x.par_chunks(split.group_len * self.in_sample_len()))
+                .for_each(|(out_group, x_group)| self.im2col_forward_group(split, x_group, w, bias, out_group));
+            // The bias is in already.
+            return out;
         };
         if let Some(bias) = bias {
             out.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, plane)| {
@@ -262,7 +429,8 @@ impl Conv2dGeometry {
         if self.is_pointwise() {
             return self.pointwise_backward_input(weight, dy);
         }
-        self.backward_input_t(weight, &self.batch_major_to_channel_major(dy))
+        let (dx, _) = self.im2col_backward(None, Some(weight), dy);
+        dx.expect("input gradient")
     }
 
     fn pointwise_backward_input<E: Float>(&self, weight: &[E], dy: &[E]) -> Vec<E> {
@@ -276,19 +444,6 @@ impl Conv2dGeometry {
         dx
     }
 
-    /// Input gradient from the channel-major output gradient `dy_t` (`[O, B·N]`).
-    fn backward_input_t<E: Float>(&self, weight: &[E], dy_t: &[E]) -> Vec<E> {
-        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
-        let wt = MatRef::new(weight, o, k).t();
-        let mut dcol = vec![E::zero(); k * self.batch * n];
-        matmul(&mut dcol, wt, MatRef::new(dy_t, o, self.batch * n), false, threads());
-        let mut dx = vec![E::zero(); self.batch * self.in_sample_len()];
-        dx.par_chunks_mut(self.in_sample_len().max(1))
-            .enumerate()
-            .for_each(|(b, dxb)| self.col2im_add(&dcol, b, dxb));
-        dx
-    }
-
     /// Gradients with respect to the weight `[O, C, Kh, Kw]` and the bias `[O]`.
     pub fn backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
         if self.prefers_direct() {
@@ -297,7 +452,8 @@ impl Conv2dGeometry {
         if self.is_pointwise() {
             return self.pointwise_backward_params(x, dy);
         }
-        self.backward_params_t(x, &self.batch_major_to_channel_major(dy))
+        let (_, dw) = self.im2col_backward(Some(x), None, dy);
+        (dw.expect("weight gradient"), self.bias_grad(dy))
     }
 
     fn pointwise_backward_params<E: Float>(&self, x: &[E], dy: &[E]) -> (Vec<E>, Vec<E>) {
@@ -320,33 +476,11 @@ impl Conv2dGeometry {
 
     /// Bias gradient from the batch-major output gradient `[B, O, N]`.
     fn bias_grad<E: Float>(&self, dy: &[E]) -> Vec<E> {
-        let n = self.out_pixels();
-        let mut db = vec![E::zero(); self.out_channels];
-        for dyb in dy.chunks_exact(self.out_sample_len().max(1)) {
-            for (g, plane) in db.iter_mut().zip(dyb.chunks_exact(n.max(1))) {
-                *g += plane.iter().fold(E::zero(), |acc, v| acc + *v);
-            }
-        }
-        db
-    }
-
-    /// Parameter gradients from the channel-major output gradient `dy_t` (`[O, B·N]`).
-    fn backward_params_t<E: Float>(&self, x: &[E], dy_t: &[E]) -> (Vec<E>, Vec<E>) {
-        let (k, n, o) = (self.patch_len(), self.out_pixels(), self.out_channels);
-        let col = self.im2col_batch(x);
-        let mut dw = vec![E::zero(); o * k];
-        matmul(
-            &mut dw,
-            MatRef::new(dy_t, o, self.batch * n),
-            MatRef::new(&col, k, self.batch * n).t(),
-            false,
-            threads(),
-        );
-        let db = dy_t
-            .par_chunks(self.batch * n)
-            .map(|row| row.iter().fold(E::zero(), |acc, v| acc + *v))
-            .collect();
-        (dw, db)
+        let (n, o) = (self.out_pixels(), self.out_channels);
+        (0..o)
+            .into_par_iter()
+            .map(|oc| (0..self.batch).fold(E::zero(), |acc, b| acc + sum::<8, E>(&dy[(b * o + oc) * n..][..n])))
+            .collect()
     }
 
     /// All three gradients: input `[B, C, H, W]`, weight `[O, C, Kh, Kw]`, bias `[O]`.
@@ -363,10 +497,12 @@ impl Conv2dGeometry {
             let (dw, db) = self.pointwise_backward_params(x, dy);
             return (dx, dw, db);
         }
-        let dy_t = self.batch_major_to_channel_major(dy);
-        let dx = self.backward_input_t(weight, &dy_t);
-        let (dw, db) = self.backward_params_t(x, &dy_t);
-        (dx, dw, db)
+        let (dx, dw) = self.im2col_backward(Some(x), Some(weight), dy);
+        (
+            dx.expect("input gradient"),
+            dw.expect("weight gradient"),
+            self.bias_grad(dy),
+        )
     }
 }
 

@@ -15,6 +15,7 @@
 //! [`PutTape::put_tape`]: dfdx::tensor::PutTape::put_tape
 //! [`Dim`]: dfdx::shapes::Dim
 
+mod activation;
 mod batch_norm;
 mod concat;
 mod conv2d;
@@ -24,6 +25,7 @@ mod linear;
 mod pool2d;
 mod probe;
 
+pub use activation::{activation, relu, sigmoid, Activation};
 pub use batch_norm::{batch_norm2d, BatchNormMode};
 pub use concat::concat_channels4;
 pub use conv2d::{conv2d, Conv2dGeometry};
@@ -153,6 +155,20 @@ fn dot<const LANES: usize, E: Float>(a: &[E], b: &[E]) -> E {
         sum += *x * *y;
     }
     sum
+}
+
+/// `Σ a[i]` with `LANES` independent partial sums, for the same reason as [`dot`].
+#[inline(always)]
+fn sum<const LANES: usize, E: Float>(a: &[E]) -> E {
+    let mut acc = [E::zero(); LANES];
+    let (main, rest) = a.split_at(a.len() - a.len() % LANES);
+    for c in main.chunks_exact(LANES) {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    rest.iter()
+        .fold(acc.iter().fold(E::zero(), |s, v| s + *v), |s, v| s + *v)
 }
 
 /// Number of worker threads the kernels split batches over.
