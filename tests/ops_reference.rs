@@ -319,6 +319,9 @@ const POOL_CASES: &[(Shape4, usize, usize, usize)] = &[
     ((1, 2, 7, 9), 3, 2, 1),
     ((2, 1, 5, 5), 3, 1, 1),
     ((1, 2, 9, 6), 2, 3, 0),
+    // 2×2 windows at stride 2, odd sizes (the last row and column are dropped).
+    ((2, 3, 7, 9), 2, 2, 0),
+    ((1, 1, 3, 2), 2, 2, 0),
 ];
 
 fn run_pool(dev: &Cpu, x: &[f64], shape: Shape4, k: usize, s: usize, p: usize, max: bool) -> Vec<f64> {
@@ -749,4 +752,21 @@ fn relu_keeps_nan_and_gradients_accumulate() {
         .map(|&v| sig(v) * (1.0 - sig(v)) + f64::from(u8::from(v > 0.0)))
         .collect();
     assert_close(&grads.get(&x).as_vec(), &expected, 1e-12, "two uses of x");
+}
+
+#[test]
+fn max_pool_2x2_ties_and_nan() {
+    // Window 1 holds 3 twice: the first in scan order (row by row) wins, so its gradient goes to
+    // index 1. Window 2 holds a NaN, which wins and propagates, as in PyTorch.
+    let dev = Cpu::default();
+    let x = dev.tensor_from_vec(
+        vec![1.0f32, 3.0, 3.0, 0.0, 3.0, 2.0, f32::NAN, 5.0],
+        (1usize, 1usize, 2usize, 4usize),
+    );
+    let y = max_pool2d(x.leaky_trace(), 2, 2, 0, (1usize, 2usize)).unwrap();
+    let values = y.as_vec();
+    assert_eq!(values[0], 3.0);
+    assert!(values[1].is_nan(), "NaN window gave {}", values[1]);
+    let grads = y.sum().backward();
+    assert_eq!(grads.get(&x).as_vec(), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
 }

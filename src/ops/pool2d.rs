@@ -85,29 +85,69 @@ impl Pool2dGeometry {
                     .zip(arg.chunks_exact_mut(self.out_len()))
                     .zip(x.chunks_exact(self.in_len()))
                 {
-                    for oy in 0..self.out_h {
-                        let (y0, y1) = self.window(oy, self.in_h);
-                        for ox in 0..self.out_w {
-                            let (x0, x1) = self.window(ox, self.in_w);
-                            let mut best = E::neg_infinity();
-                            let mut best_at = y0 * self.in_w + x0;
-                            for iy in y0..y1 {
-                                for ix in x0..x1 {
-                                    let v = x[iy * self.in_w + ix];
-                                    // NaN wins, so it propagates like PyTorch's max pooling.
-                                    if v > best || v.is_nan() {
-                                        best = v;
-                                        best_at = iy * self.in_w + ix;
-                                    }
-                                }
-                            }
-                            out[oy * self.out_w + ox] = best;
-                            arg[oy * self.out_w + ox] = best_at as u32;
-                        }
+                    if self.kernel == 2 && self.stride == 2 && self.padding == 0 {
+                        self.max_plane_2x2(x, out, arg);
+                    } else {
+                        self.max_plane(x, out, arg);
                     }
                 }
             });
         (out, arg)
+    }
+
+    /// One plane of [`Self::max_forward`], any window.
+    fn max_plane<E: Float>(&self, x: &[E], out: &mut [E], arg: &mut [u32]) {
+        for oy in 0..self.out_h {
+            let (y0, y1) = self.window(oy, self.in_h);
+            for ox in 0..self.out_w {
+                let (x0, x1) = self.window(ox, self.in_w);
+                let mut best = E::neg_infinity();
+                let mut best_at = y0 * self.in_w + x0;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        let v = x[iy * self.in_w + ix];
+                        // NaN wins, so it propagates like PyTorch's max pooling.
+                        if v > best || v.is_nan() {
+                            best = v;
+                            best_at = iy * self.in_w + ix;
+                        }
+                    }
+                }
+                out[oy * self.out_w + ox] = best;
+                arg[oy * self.out_w + ox] = best_at as u32;
+            }
+        }
+    }
+
+    /// One plane of [`Self::max_forward`] for 2×2 windows at stride 2 without padding (every
+    /// pooling of LeNet and AlexNet): no window is clipped, so each output reads two pairs of
+    /// neighbours from two rows, with no window arithmetic per output. Same scan order and tie
+    /// and NaN rules as [`Self::max_plane`].
+    fn max_plane_2x2<E: Float>(&self, x: &[E], out: &mut [E], arg: &mut [u32]) {
+        let w = self.in_w;
+        for ((oy, out_row), arg_row) in out
+            .chunks_exact_mut(self.out_w)
+            .enumerate()
+            .zip(arg.chunks_exact_mut(self.out_w))
+        {
+            let top = 2 * oy * w;
+            let (r0, r1) = (&x[top..top + w], &x[top + w..top + 2 * w]);
+            for (ox, (o, a)) in out_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
+                let i = 2 * ox;
+                let (mut best, mut at) = (r0[i], top + i);
+                for (v, pos) in [
+                    (r0[i + 1], top + i + 1),
+                    (r1[i], top + w + i),
+                    (r1[i + 1], top + w + i + 1),
+                ] {
+                    if v > best || v.is_nan() {
+                        (best, at) = (v, pos);
+                    }
+                }
+                *o = best;
+                *a = at as u32;
+            }
+        }
     }
 
     /// Max-pool backward: routes each output gradient to its window's maximum.
