@@ -2,13 +2,17 @@
 //! batch 10: forward, input gradient and weight gradient, in ms and GFLOP/s (2 FLOP per
 //! multiply-add).
 //!
-//! `cargo bench --bench conv_layers [-- --json OUT]`
+//! `cargo bench --bench conv_layers [-- --json OUT] [--compare-algorithms]`
+//!
+//! `--compare-algorithms` adds a row for every other algorithm that can compute a convolution
+//! (`alexnet.conv3/Im2col` beside `alexnet.conv3`, which runs the one `Conv2dGeometry::new`
+//! picks).
 //!
 //! Convolutions run palm-cnn's kernels (`Conv2dGeometry`); fully connected layers run the matrix
 //! products dfdx's `Linear` runs (forward `x·Wᵀ`, input gradient `dy·W`, weight gradient
 //! `dyᵀ·x`). `bench/layers.py` runs this beside PyTorch's per-layer timing, in rounds.
 
-use palm_cnn::ops::{Conv2dGeometry, LinearGeometry};
+use palm_cnn::ops::{Conv2dGeometry, ConvAlgorithm, LinearGeometry};
 use std::time::Instant;
 
 /// CPU time of this process (all threads), in seconds, from /proc/self/stat (Linux).
@@ -41,19 +45,15 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
 
 /// One layer's three timings.
 struct LayerTiming {
-    name: &'static str,
+    name: String,
     gflop: f64,
     fwd: (f64, f64),
     dx: (f64, f64),
     dw: (f64, f64),
 }
 
-fn conv_layer(
-    name: &'static str,
-    batch: usize,
-    (c, hw, o, k, s, p): (usize, usize, usize, usize, usize, usize),
-) -> LayerTiming {
-    let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
+fn conv_layer(name: String, g: Conv2dGeometry) -> LayerTiming {
+    let (batch, c, hw, o, k) = (g.batch, g.in_channels, g.in_h, g.out_channels, g.kernel_h);
     let x: Vec<f32> = (0..batch * c * hw * hw)
         .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
         .collect();
@@ -78,7 +78,7 @@ fn conv_layer(
     }
 }
 
-fn linear_layer(name: &'static str, batch: usize, (inputs, outputs): (usize, usize)) -> LayerTiming {
+fn linear_layer(name: String, batch: usize, (inputs, outputs): (usize, usize)) -> LayerTiming {
     // The kernels `ops::linear` runs, on plain buffers (as the convolutions above).
     let g = LinearGeometry { batch, inputs, outputs };
     let x: Vec<f32> = (0..batch * inputs).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
@@ -130,26 +130,39 @@ fn main() {
         ("lenet.fc1", (300_000, 64)),
         ("lenet.fc2", (64, 1)),
     ];
-    let mut timings: Vec<LayerTiming> = convs
+    let compare = args.iter().any(|a| a == "--compare-algorithms");
+    let mut timings = Vec::new();
+    for (name, (c, hw, o, k, s, p)) in convs {
+        let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
+        timings.push(conv_layer(name.to_string(), g));
+        let others = [
+            ConvAlgorithm::Direct,
+            ConvAlgorithm::Pointwise,
+            ConvAlgorithm::Im2col,
+            ConvAlgorithm::Winograd,
+        ]
         .into_iter()
-        .map(|(name, shape)| conv_layer(name, batch, shape))
-        .collect();
+        .filter(|&a| compare && a != g.algorithm());
+        for other in others.filter_map(|a| g.with_algorithm(a)) {
+            timings.push(conv_layer(format!("{name}/{:?}", other.algorithm()), other));
+        }
+    }
     timings.extend(
         linears
             .into_iter()
-            .map(|(name, shape)| linear_layer(name, batch, shape)),
+            .map(|(name, shape)| linear_layer(name.to_string(), batch, shape)),
     );
 
     println!("batch {batch}; median wall ms per call and GFLOP/s per wall second; in brackets GFLOP per CPU second (all threads)");
     println!(
-        "{:<14} {:>9} {:>16} {:>9} {:>16} {:>9} {:>16}",
+        "{:<22} {:>9} {:>16} {:>9} {:>16} {:>9} {:>16}",
         "layer", "fwd ms", "GFLOP/s", "dx ms", "GFLOP/s", "dw ms", "GFLOP/s"
     );
     for t in &timings {
         let rate =
             |(wall, cpu): (f64, f64)| format!("{:.1} [{:.1}]", t.gflop / wall * 1e3, t.gflop / cpu.max(1e-9) * 1e3);
         println!(
-            "{:<14} {:>9.2} {:>16} {:>9.2} {:>16} {:>9.2} {:>16}",
+            "{:<22} {:>9.2} {:>16} {:>9.2} {:>16} {:>9.2} {:>16}",
             t.name,
             t.fwd.0,
             rate(t.fwd),

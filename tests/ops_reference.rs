@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use palm_cnn::ops::{
     activation, avg_pool2d, conv2d, global_avg_pool2d, linear, max_pool2d, relu, sigmoid, window_output_size,
-    Activation,
+    Activation, Conv2dGeometry, ConvAlgorithm,
 };
 mod common;
 
@@ -50,6 +50,39 @@ fn naive_conv(
         }
     }
     (out, oh, ow)
+}
+
+/// Gradients of `Σ dy · conv(x, w, b)` by the same loops as [`naive_conv`]: every product
+/// `x·w` that made an output sends `dy·w` to the input and `dy·x` to the weight.
+#[allow(clippy::too_many_arguments)]
+fn naive_conv_grads(
+    x: &[f64],
+    (b, c, h, w): Shape4,
+    wt: &[f64],
+    (o, kh, kw): (usize, usize, usize),
+    dy: &[f64],
+    s: usize,
+    p: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let oh = (h + 2 * p - kh) / s + 1;
+    let ow = (w + 2 * p - kw) / s + 1;
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; o]);
+    for (bi, oi, y, xo) in box_indices(b, o, oh, ow) {
+        let g = dy[((bi * o + oi) * oh + y) * ow + xo];
+        db[oi] += g;
+        for (ci, i, j) in (0..c).flat_map(|ci| (0..kh).flat_map(move |i| (0..kw).map(move |j| (ci, i, j)))) {
+            let iy = (y * s + i) as isize - p as isize;
+            let ix = (xo * s + j) as isize - p as isize;
+            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                continue;
+            }
+            let xi = ((bi * c + ci) * h + iy as usize) * w + ix as usize;
+            let wi = ((oi * c + ci) * kh + i) * kw + j;
+            dx[xi] += g * wt[wi];
+            dw[wi] += g * x[xi];
+        }
+    }
+    (dx, dw, db)
 }
 
 /// Direct pooling; `max` picks the maximum over in-bounds positions, otherwise the sum over
@@ -118,7 +151,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 2,
     },
-    // Stride 1 with more than 16 filters: the GEMM path (16 or fewer take the direct path).
+    // Stride 1 with more than 8 filters: the GEMM path (8 or fewer take the direct path).
     ConvCase {
         shape: (2, 3, 8, 9),
         out_channels: 20,
@@ -142,7 +175,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 0,
     },
-    // Direct path with padding: 11 filters (one full block of 8 and a partial one), a row of
+    // Padding, 11 filters (for the direct loops: one full block of 8 and a partial one), a row of
     // two 32-column strips and a tail, batch 2.
     ConvCase {
         shape: (2, 3, 9, 70),
@@ -151,13 +184,21 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 2,
     },
-    // Direct path, 16 filters (its limit), padded, an image narrower than one strip.
+    // 16 filters (the direct path's limit before), padded, an image narrower than one strip.
     ConvCase {
         shape: (1, 2, 5, 4),
         out_channels: 16,
         kernel: (3, 3),
         stride: 1,
         padding: 1,
+    },
+    // 1×1 with more filters than the direct loops take, batch 1.
+    ConvCase {
+        shape: (1, 7, 3, 5),
+        out_channels: 18,
+        kernel: (1, 1),
+        stride: 1,
+        padding: 0,
     },
     // The 1×1 direct path.
     ConvCase {
@@ -199,6 +240,15 @@ const CONV_CASES: &[ConvCase] = &[
         kernel: (11, 11),
         stride: 4,
         padding: 5,
+    },
+    // 32 input channels and 17 filters, 3×3 stride 1: Winograd; the 5×6 output is 3×3 tiles,
+    // the last row of them cropped.
+    ConvCase {
+        shape: (1, 32, 5, 6),
+        out_channels: 17,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
     },
     // Stride larger than the kernel, odd sizes.
     ConvCase {
@@ -312,6 +362,141 @@ fn conv2d_backward_matches_finite_differences() {
         let db = numeric_grad(&bias, &coeff, &|v| run_conv(&dev, &x, case, &wt, v));
         assert_close(&grads.get(&bt).as_vec(), &db, 1e-6, &format!("{what}: bias grad"));
     }
+}
+
+/// 3×3 stride-1 geometries for Winograd F(2×2, 3×3), whose 2×2 output tiles are cropped at odd
+/// output sizes: one lone cropped tile (batch 1), odd rows and columns, padding 0 and 2, a
+/// one-pixel-wide image, and the layer sizes where `Conv2dGeometry::new` picks Winograd.
+const WINOGRAD_CASES: &[ConvCase] = &[
+    ConvCase {
+        shape: (1, 1, 3, 3),
+        out_channels: 1,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 0,
+    },
+    ConvCase {
+        shape: (2, 3, 7, 6),
+        out_channels: 5,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+    ConvCase {
+        shape: (3, 4, 5, 9),
+        out_channels: 2,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 0,
+    },
+    ConvCase {
+        shape: (2, 5, 6, 6),
+        out_channels: 3,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 2,
+    },
+    ConvCase {
+        shape: (1, 2, 4, 1),
+        out_channels: 3,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+    ConvCase {
+        shape: (3, 32, 13, 14),
+        out_channels: 20,
+        kernel: (3, 3),
+        stride: 1,
+        padding: 1,
+    },
+];
+
+/// Every algorithm that can compute a case, forward and all three gradients, against the naive
+/// loops in f64: the paths `Conv2dGeometry::new` would not pick there (the direct loops with
+/// many filters, im2col for 1×1 and 3×3 layers, Winograd on small layers) are checked on the same
+/// inputs as those it picks.
+#[test]
+fn every_conv_algorithm_matches_naive_reference() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let all = [
+        ConvAlgorithm::Direct,
+        ConvAlgorithm::Pointwise,
+        ConvAlgorithm::Im2col,
+        ConvAlgorithm::Winograd,
+    ];
+    let mut runs = [0; 4];
+    for case in CONV_CASES.iter().chain(WINOGRAD_CASES) {
+        let (b, c, h, w) = case.shape;
+        let (kh, kw) = case.kernel;
+        let o = case.out_channels;
+        let x = random_vec(&mut rng, b * c * h * w);
+        let wt = random_vec(&mut rng, o * c * kh * kw);
+        let bias = random_vec(&mut rng, o);
+        let (expected, oh, ow) = naive_conv(&x, case.shape, &wt, (o, kh, kw), &bias, case.stride, case.padding);
+        let dy = random_vec(&mut rng, b * o * oh * ow);
+        let (dx, dw, db) = naive_conv_grads(&x, case.shape, &wt, (o, kh, kw), &dy, case.stride, case.padding);
+        let g = Conv2dGeometry::new(b, c, (h, w), o, (kh, kw), case.stride, case.padding).unwrap();
+        for (n, algorithm) in all.into_iter().enumerate() {
+            let Some(g) = g.with_algorithm(algorithm) else {
+                continue;
+            };
+            runs[n] += 1;
+            let what = format!(
+                "{algorithm:?} conv {:?} o{o} k{:?} s{} p{}",
+                case.shape, case.kernel, case.stride, case.padding
+            );
+            assert_close(
+                &g.forward(&x, &wt, Some(&bias)),
+                &expected,
+                1e-12,
+                &format!("{what}: forward"),
+            );
+            let (ax, aw, ab) = g.backward(&x, &wt, &dy);
+            assert_close(&ax, &dx, 1e-12, &format!("{what}: input grad"));
+            assert_close(&aw, &dw, 1e-12, &format!("{what}: weight grad"));
+            assert_close(&ab, &db, 1e-12, &format!("{what}: bias grad"));
+            assert_close(
+                &g.backward_input(&wt, &dy),
+                &dx,
+                1e-12,
+                &format!("{what}: input grad alone"),
+            );
+            assert_close(
+                &g.backward_params(&x, &dy).0,
+                &dw,
+                1e-12,
+                &format!("{what}: weight grad alone"),
+            );
+        }
+    }
+    // Each algorithm ran on several cases (the lists above decide which).
+    assert!(runs.iter().all(|&r| r >= 2), "cases per algorithm: {runs:?}");
+}
+
+/// Which algorithm `Conv2dGeometry::new` picks for the layers of the models.
+#[test]
+fn conv_algorithm_choice_per_layer() {
+    let pick = |c, hw, o, k, s, p| {
+        Conv2dGeometry::new(10, c, (hw, hw), o, (k, k), s, p)
+            .unwrap()
+            .algorithm()
+    };
+    // LeNet-PALM: 6 filters on 3 channels (direct, but for the input gradient), then 16 filters.
+    let lenet_conv1 = Conv2dGeometry::new(10, 3, (224, 224), 6, (5, 5), 1, 0).unwrap();
+    assert_eq!(lenet_conv1.algorithm(), ConvAlgorithm::Direct);
+    assert_eq!(lenet_conv1.input_grad_algorithm(), ConvAlgorithm::Im2col);
+    assert_eq!(pick(6, 110, 16, 5, 1, 0), ConvAlgorithm::Im2col);
+    // AlexNet conv1 (stride 4), conv2 (5×5), conv3–conv5 (3×3 on 256 and 384 channels).
+    assert_eq!(pick(3, 224, 96, 11, 4, 5), ConvAlgorithm::Im2col);
+    assert_eq!(pick(96, 28, 256, 5, 1, 2), ConvAlgorithm::Im2col);
+    assert_eq!(pick(256, 14, 384, 3, 1, 1), ConvAlgorithm::Winograd);
+    assert_eq!(pick(384, 14, 256, 3, 1, 1), ConvAlgorithm::Winograd);
+    // VGG-16's first layer has 3 input channels: too few for Winograd's transforms to pay.
+    assert_eq!(pick(3, 224, 64, 3, 1, 1), ConvAlgorithm::Im2col);
+    // ResNet-50's 1×1 layers, and a strided 3×3.
+    assert_eq!(pick(256, 56, 64, 1, 1, 0), ConvAlgorithm::Pointwise);
+    assert_eq!(pick(128, 56, 128, 3, 2, 1), ConvAlgorithm::Im2col);
 }
 
 const POOL_CASES: &[(Shape4, usize, usize, usize)] = &[
@@ -617,14 +802,13 @@ fn box_indices(a: usize, b: usize, c: usize, d: usize) -> impl Iterator<Item = (
     (0..a).flat_map(move |i| (0..b).flat_map(move |j| (0..c).flat_map(move |k| (0..d).map(move |l| (i, j, k, l)))))
 }
 
-/// The direct path has f32 kernels of its own (AVX-512, picked at run time where the CPU has
-/// it): forward, input gradient and weight gradient in f32 against the f64 path, which the tests
-/// above check against the naive loops and finite differences. Cases: LeNet's two layers
-/// (reduced images), 11 filters (a partial block), padding, a 7-wide kernel (two passes of the
-/// weight gradient's 5 taps), rows narrower than one register and batch 1.
+/// The direct loops have f32 kernels of their own (AVX-512, picked at run time where the CPU has
+/// it): forward, input gradient and weight gradient in f32 against the f64 naive loops, with the
+/// direct algorithm forced in every pass. Cases: LeNet's two layers (reduced images), 11 filters
+/// (a partial block), padding, a 7-wide kernel (two passes of the weight gradient's 5 taps), rows
+/// narrower than one register and batch 1.
 #[test]
 fn direct_conv_f32_matches_f64_forward_and_gradients() {
-    let dev = Cpu::default();
     let mut rng = StdRng::seed_from_u64(31);
     // (shape, out channels, kernel, padding)
     let cases: &[(Shape4, usize, usize, usize)] = &[
@@ -635,44 +819,31 @@ fn direct_conv_f32_matches_f64_forward_and_gradients() {
         ((1, 4, 6, 5), 16, 3, 1),
     ];
     for &((b, c, h, w), o, k, p) in cases {
-        let (oh, ow) = (h + 2 * p - k + 1, w + 2 * p - k + 1);
         let x = random_vec(&mut rng, b * c * h * w);
         let wt = random_vec(&mut rng, o * c * k * k);
         let bias = random_vec(&mut rng, o);
-        let coeff = random_vec(&mut rng, b * o * oh * ow);
+        let (y64, oh, ow) = naive_conv(&x, (b, c, h, w), &wt, (o, k, k), &bias, 1, p);
+        let dy = random_vec(&mut rng, b * o * oh * ow);
+        let (dx64, dw64, _) = naive_conv_grads(&x, (b, c, h, w), &wt, (o, k, k), &dy, 1, p);
         let what = format!("direct conv {:?} o{o} k{k} p{p}", (b, c, h, w));
-
-        let xt = dev.tensor_from_vec(x.clone(), (b, c, h, w));
-        let wtt = dev.tensor_from_vec(wt.clone(), (o, c, k, k));
-        let bt = dev.tensor_from_vec(bias.clone(), (o,));
-        let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), 1, p, (oh, ow)).unwrap();
-        let y64 = y.as_vec();
-        let grads = (y * dev.tensor_from_vec(coeff.clone(), (b, o, oh, ow)))
-            .sum()
-            .backward();
-        let (dx64, dw64) = (grads.get(&xt).as_vec(), grads.get(&wtt).as_vec());
 
         let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
         let back = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
-        let xt = dev.tensor_from_vec(f(&x), (b, c, h, w));
-        let wtt = dev.tensor_from_vec(f(&wt), (o, c, k, k));
-        let bt = dev.tensor_from_vec(f(&bias), (o,));
-        let y = conv2d(xt.leaky_trace(), &wtt, Some(&bt), 1, p, (oh, ow)).unwrap();
-        assert_close(&back(y.as_vec()), &y64, 1e-4, &format!("{what}: f32 forward"));
-        let grads = (y * dev.tensor_from_vec(f(&coeff), (b, o, oh, ow))).sum().backward();
+        let g = Conv2dGeometry::new(b, c, (h, w), o, (k, k), 1, p)
+            .unwrap()
+            .with_algorithm(ConvAlgorithm::Direct)
+            .unwrap();
+        let (x32, w32, dy32) = (f(&x), f(&wt), f(&dy));
         assert_close(
-            &back(grads.get(&xt).as_vec()),
-            &dx64,
+            &back(g.forward(&x32, &w32, Some(&f(&bias)))),
+            &y64,
             1e-4,
-            &format!("{what}: f32 input grad"),
+            &format!("{what}: f32 forward"),
         );
+        let (dx, dw, _) = g.backward(&x32, &w32, &dy32);
+        assert_close(&back(dx), &dx64, 1e-4, &format!("{what}: f32 input grad"));
         // Weight gradients sum b·Ho·Wo products (up to ~2,000 here): f32 keeps about 1e-4 of it.
-        assert_close(
-            &back(grads.get(&wtt).as_vec()),
-            &dw64,
-            2e-4,
-            &format!("{what}: f32 weight grad"),
-        );
+        assert_close(&back(dw), &dw64, 2e-4, &format!("{what}: f32 weight grad"));
     }
 }
 
@@ -769,4 +940,60 @@ fn max_pool_2x2_ties_and_nan() {
     assert!(values[1].is_nan(), "NaN window gave {}", values[1]);
     let grads = y.sum().backward();
     assert_eq!(grads.get(&x).as_vec(), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+}
+
+/// Largest error of `actual` (f32) against `exact` (f64), in units of f32's ε times `scale`
+/// (each output's Σ|terms|, the size of the sum before cancellation).
+fn error_in_eps(actual: &[f32], exact: &[f64], scale: &[f64]) -> f64 {
+    actual
+        .iter()
+        .zip(exact)
+        .zip(scale)
+        .map(|((&a, &e), &s)| (f64::from(a) - e).abs() / (f64::from(f32::EPSILON) * s.max(1e-30)))
+        .fold(0.0, f64::max)
+}
+
+/// Winograd's accuracy in f32, at AlexNet conv4's depth (384 input channels, 14×14): forward,
+/// input gradient and weight gradient against the f64 naive loops, as a multiple of
+/// ε·Σ|terms| for each output (ε = 2⁻²³). Rounding while summing n random terms in f32 lands near
+/// 1 on this scale whatever the algorithm: measured Winograd 0.65, 1.15, 1.33 and im2col 0.48,
+/// 0.61, 1.21 (forward, input grad, weight grad). Bound: Winograd within 2 ε·Σ|terms| and
+/// within 3× the im2col path's error on the same data.
+#[test]
+fn winograd_f32_accuracy_bound() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let (b, c, h, w, o) = (2, 384, 14, 14, 24);
+    // Inputs representable in f32, so that the f64 reference sees exactly what the f32 kernels do.
+    let f32_valued = |v: Vec<f64>| v.into_iter().map(|a| f64::from(a as f32)).collect::<Vec<f64>>();
+    let x = f32_valued(random_vec(&mut rng, b * c * h * w));
+    let wt = f32_valued(random_vec(&mut rng, o * c * 9));
+    let bias = vec![0.0; o];
+    let (y, _, _) = naive_conv(&x, (b, c, h, w), &wt, (o, 3, 3), &bias, 1, 1);
+    let dy = f32_valued(random_vec(&mut rng, y.len()));
+    let (dx, dw, _) = naive_conv_grads(&x, (b, c, h, w), &wt, (o, 3, 3), &dy, 1, 1);
+    // The same loops on absolute values give each output's Σ|terms|.
+    let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
+    let (y_scale, _, _) = naive_conv(&abs(&x), (b, c, h, w), &abs(&wt), (o, 3, 3), &bias, 1, 1);
+    let (dx_scale, dw_scale, _) = naive_conv_grads(&abs(&x), (b, c, h, w), &abs(&wt), (o, 3, 3), &abs(&dy), 1, 1);
+
+    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+    let (x32, w32, dy32) = (f(&x), f(&wt), f(&dy));
+    let g = Conv2dGeometry::new(b, c, (h, w), o, (3, 3), 1, 1).unwrap();
+    let errors = |algorithm| {
+        let g = g.with_algorithm(algorithm).unwrap();
+        let (gx, gw, _) = g.backward(&x32, &w32, &dy32);
+        [
+            error_in_eps(&g.forward(&x32, &w32, None), &y, &y_scale),
+            error_in_eps(&gx, &dx, &dx_scale),
+            error_in_eps(&gw, &dw, &dw_scale),
+        ]
+    };
+    let (wino, im2col) = (errors(ConvAlgorithm::Winograd), errors(ConvAlgorithm::Im2col));
+    for (pass, (wi, ic)) in ["forward", "input grad", "weight grad"]
+        .iter()
+        .zip(wino.iter().zip(&im2col))
+    {
+        assert!(*wi <= 2.0, "{pass}: Winograd error {wi} ε·Σ|terms|");
+        assert!(*wi <= 3.0 * ic, "{pass}: Winograd error {wi} against im2col's {ic}");
+    }
 }

@@ -27,6 +27,19 @@ impl<'a, E> MatRef<'a, E> {
         }
     }
 
+    /// A view with explicit strides: element `(r, c)` at `r * row_stride + c * col_stride`.
+    pub fn strided(data: &'a [E], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
+        let view = Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        };
+        assert!(view.fits(), "matrix view out of bounds");
+        view
+    }
+
     /// The transpose, as a view of the same buffer.
     pub fn t(self) -> Self {
         Self {

@@ -24,11 +24,12 @@ mod gemm;
 mod linear;
 mod pool2d;
 mod probe;
+mod winograd;
 
 pub use activation::{activation, relu, sigmoid, Activation};
 pub use batch_norm::{batch_norm2d, BatchNormMode};
 pub use concat::concat_channels4;
-pub use conv2d::{conv2d, Conv2dGeometry};
+pub use conv2d::{conv2d, Conv2dGeometry, ConvAlgorithm};
 pub use linear::{linear, LinearGeometry};
 pub use pool2d::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2dGeometry};
 pub use probe::{probe, ProbeSink, Probed};
