@@ -151,7 +151,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 2,
     },
-    // Stride 1 with more than 8 filters: the GEMM path (8 or fewer take the direct path).
+    // Stride 1 with more than 16 filters: the GEMM path (the direct loops take 8 or 16 at most).
     ConvCase {
         shape: (2, 3, 8, 9),
         out_channels: 20,
@@ -184,7 +184,7 @@ const CONV_CASES: &[ConvCase] = &[
         stride: 1,
         padding: 2,
     },
-    // 16 filters (the direct path's limit before), padded, an image narrower than one strip.
+    // 16 filters (the direct loops' limit with AVX-512), padded, an image narrower than one strip.
     ConvCase {
         shape: (1, 2, 5, 4),
         out_channels: 16,
@@ -482,11 +482,18 @@ fn conv_algorithm_choice_per_layer() {
             .unwrap()
             .algorithm()
     };
-    // LeNet-PALM: 6 filters on 3 channels (direct, but for the input gradient), then 16 filters.
+    // LeNet-PALM: 6 filters on 3 channels, then 16 filters: the direct loops where the CPU has
+    // their AVX-512 kernels; without, only for the first layer's forward pass and weight gradient.
+    let avx512 = std::is_x86_feature_detected!("avx512f");
     let lenet_conv1 = Conv2dGeometry::new(10, 3, (224, 224), 6, (5, 5), 1, 0).unwrap();
     assert_eq!(lenet_conv1.algorithm(), ConvAlgorithm::Direct);
-    assert_eq!(lenet_conv1.input_grad_algorithm(), ConvAlgorithm::Im2col);
-    assert_eq!(pick(6, 110, 16, 5, 1, 0), ConvAlgorithm::Im2col);
+    let (conv1_dx, conv2) = if avx512 {
+        (ConvAlgorithm::Direct, ConvAlgorithm::Direct)
+    } else {
+        (ConvAlgorithm::Im2col, ConvAlgorithm::Im2col)
+    };
+    assert_eq!(lenet_conv1.input_grad_algorithm(), conv1_dx);
+    assert_eq!(pick(6, 110, 16, 5, 1, 0), conv2);
     // AlexNet conv1 (stride 4), conv2 (5×5), conv3–conv5 (3×3 on 256 and 384 channels).
     assert_eq!(pick(3, 224, 96, 11, 4, 5), ConvAlgorithm::Im2col);
     assert_eq!(pick(96, 28, 256, 5, 1, 2), ConvAlgorithm::Im2col);

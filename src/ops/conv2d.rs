@@ -11,7 +11,7 @@
 //! `dW = dY · colᵀ`, `dcol = Wᵀ · dY`, then `dcol` is scattered back onto the input (col2im).
 //! Each thread takes a group of samples (see [`Conv2dGeometry::split`]).
 
-use super::conv_direct::OUT_BLOCK;
+use super::conv_direct::{has_avx512f, OUT_BLOCK};
 use super::gemm::{matmul, MatRef};
 use super::{add_assign, sum, threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
@@ -35,8 +35,9 @@ struct BatchSplit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgorithm {
     /// Register-tiled direct loops (conv_direct.rs): stride 1, a square kernel larger than 1×1,
-    /// padding smaller than the kernel. Picked for at most 8 filters (LeNet-PALM's conv1), and
-    /// for the input gradient only where the layer has at least 8 input channels.
+    /// padding smaller than the kernel. Picked for at most 16 filters where the CPU has AVX-512
+    /// (LeNet-PALM's conv1 and conv2), else for at most 8 (conv1), and then not for the input
+    /// gradient of layers with fewer than 8 input channels.
     Direct,
     /// 1×1, stride 1, no padding: each input sample is its own patch matrix, one GEMM each.
     Pointwise,
@@ -129,10 +130,11 @@ impl Conv2dGeometry {
 
     /// The input gradient of the direct loops is a direct convolution whose filters are the
     /// layer's input channels: with fewer than one register tile of them (LeNet-PALM's conv1 has
-    /// 3), most of the tile is padding. Measured on the quiet Zen 4 machine at that layer: 42.1 ms
-    /// direct against 20.6 ms im2col (batch 10).
+    /// 3), most of the tile is padding. With AVX-512 that still pays (6.0 ms at that layer on the
+    /// quiet Zen 4 machine, batch 10); without, im2col is twice as fast (20.6 ms against 42.1 on
+    /// the Zen 3 machine).
     fn preferred_input_grad_algorithm(&self) -> ConvAlgorithm {
-        if self.algorithm == ConvAlgorithm::Direct && self.in_channels < OUT_BLOCK {
+        if self.algorithm == ConvAlgorithm::Direct && self.in_channels < OUT_BLOCK && !has_avx512f() {
             ConvAlgorithm::Im2col
         } else {
             self.algorithm

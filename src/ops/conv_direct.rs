@@ -1,6 +1,6 @@
-//! Direct stride-1 convolution for layers with few output channels (LeNet-PALM's first).
+//! Direct stride-1 convolution for layers with few output channels (LeNet-PALM's first two).
 //!
-//! With 6 filters the GEMM's M dimension is too small to use the machine, and im2col of a
+//! With 6 or 16 filters the GEMM's M dimension is too small to use the machine, and im2col of a
 //! 224×224 image writes 25× the input. Here a tile of 8 output channels × 32 output columns is
 //! summed in registers over every input channel and kernel tap, reading the zero-padded input
 //! directly; the input gradient is the same loop run on `dy` with the flipped kernel. The loops
@@ -15,6 +15,18 @@ pub(crate) const OUT_BLOCK: usize = 8;
 const STRIP: usize = 32;
 use super::{dot, Float};
 use rayon::prelude::*;
+
+/// Whether the CPU has AVX-512F, for which the direct loops have f32 kernels of their own.
+pub(crate) fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// Runs `body` with AVX2 and FMA enabled when the CPU has them.
 macro_rules! dispatch {
@@ -49,12 +61,15 @@ impl Conv2dGeometry {
     }
 
     /// Whether [`Self::direct_forward`] and friends are the faster choice: a geometry they
-    /// handle ([`Self::direct_applies`]) with at most [`OUT_BLOCK`] filters, one register tile.
-    /// With more, the im2col path wins now that it works sample by sample: measured on the quiet
-    /// Zen 4 machine at LeNet-PALM's conv2 (16 filters), 24.2 / 27.9 / 20.4 ms direct against
-    /// 12.0 / 10.2 / 11.5 ms im2col (forward / input / weight gradient, batch 10).
+    /// handle ([`Self::direct_applies`]) with few filters. With AVX-512 (f32 kernels of their
+    /// own) up to 16: on the quiet Zen 4 machine LeNet-PALM's conv2 (16 filters) took 3.45 /
+    /// 4.41 / 8.66 ms (forward / input / weight gradient, batch 10). Without, the portable loops
+    /// are several times slower and the im2col path wins from 9 filters: on the Zen 3 machine
+    /// (AVX2), the same layer took 24.2 / 27.9 / 20.4 ms direct against 12.0 / 10.2 / 11.5 ms
+    /// im2col.
     pub(crate) fn prefers_direct(&self) -> bool {
-        self.direct_applies() && self.out_channels <= OUT_BLOCK
+        let max_filters = if has_avx512f() { 16 } else { OUT_BLOCK };
+        self.direct_applies() && self.out_channels <= max_filters
     }
 
     /// Whether the direct loops can compute this geometry at all, whatever the filter count:
