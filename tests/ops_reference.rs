@@ -499,8 +499,15 @@ fn conv_algorithm_choice_per_layer() {
     assert_eq!(pick(96, 28, 256, 5, 1, 2), ConvAlgorithm::Im2col);
     assert_eq!(pick(256, 14, 384, 3, 1, 1), ConvAlgorithm::Winograd);
     assert_eq!(pick(384, 14, 256, 3, 1, 1), ConvAlgorithm::Winograd);
-    // VGG-16's first layer has 3 input channels: too few for Winograd's transforms to pay.
+    // VGG-16's first layer has 3 input channels: too few for Winograd's transforms to pay. Its
+    // 224×224 to 56×56 layers would need transform buffers over 16 M elements (64 MB) for the
+    // batch: im2col. From 28×28 on, and ResNet-50's 56×56 64-channel layers: Winograd.
     assert_eq!(pick(3, 224, 64, 3, 1, 1), ConvAlgorithm::Im2col);
+    assert_eq!(pick(64, 224, 64, 3, 1, 1), ConvAlgorithm::Im2col);
+    assert_eq!(pick(256, 56, 256, 3, 1, 1), ConvAlgorithm::Im2col);
+    assert_eq!(pick(512, 28, 512, 3, 1, 1), ConvAlgorithm::Winograd);
+    assert_eq!(pick(512, 14, 512, 3, 1, 1), ConvAlgorithm::Winograd);
+    assert_eq!(pick(64, 56, 64, 3, 1, 1), ConvAlgorithm::Winograd);
     // ResNet-50's 1×1 layers, and a strided 3×3.
     assert_eq!(pick(256, 56, 64, 1, 1, 0), ConvAlgorithm::Pointwise);
     assert_eq!(pick(128, 56, 128, 3, 2, 1), ConvAlgorithm::Im2col);

@@ -44,13 +44,19 @@ pub enum ConvAlgorithm {
     /// Patch matrix and GEMM: any geometry.
     Im2col,
     /// Winograd F(2×2, 3×3) (winograd.rs): 3×3 kernels at stride 1. Picked from
-    /// [`WINOGRAD_MIN_CHANNELS`] input channels on.
+    /// [`WINOGRAD_MIN_CHANNELS`] input channels on, up to [`WINOGRAD_MAX_BUFFER`].
     Winograd,
 }
 
 /// Input channels from which 3×3 stride-1 layers take Winograd: below, the transforms cost more
 /// than the 2.25× cut in multiplications saves.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+
+/// The largest transform-domain buffer (elements) for which layers take Winograd. Its buffers
+/// hold the whole batch's tiles: AlexNet conv4's are 3 M elements (12 MB), while VGG-16's
+/// 224×224 layers would need 128 M (514 MB) each, several at once in the backward pass; those
+/// keep im2col, which works one sample at a time.
+pub const WINOGRAD_MAX_BUFFER: usize = 16 << 20;
 
 /// Every size a convolution needs, checked for consistency by [`Conv2dGeometry::new`], and the
 /// algorithm that computes it.
@@ -121,7 +127,10 @@ impl Conv2dGeometry {
             ConvAlgorithm::Direct
         } else if self.is_pointwise() {
             ConvAlgorithm::Pointwise
-        } else if self.winograd_applies() && self.in_channels >= WINOGRAD_MIN_CHANNELS {
+        } else if self.winograd_applies()
+            && self.in_channels >= WINOGRAD_MIN_CHANNELS
+            && self.winograd_buffer_len() <= WINOGRAD_MAX_BUFFER
+        {
             ConvAlgorithm::Winograd
         } else {
             ConvAlgorithm::Im2col

@@ -38,6 +38,12 @@ impl Conv2dGeometry {
         self.kernel_h == 3 && self.kernel_w == 3 && self.stride == 1
     }
 
+    /// Elements of the largest transform-domain buffer (`V`, `M`, `dM` or `dV`):
+    /// 16 × max(C, O) × tiles of the whole batch.
+    pub(crate) fn winograd_buffer_len(&self) -> usize {
+        XI * self.in_channels.max(self.out_channels) * self.batch * self.tiles_per_sample()
+    }
+
     /// Tiles per sample: (rows, columns) of 2×2 output blocks, the last ones cropped.
     fn tile_grid(&self) -> (usize, usize) {
         (self.out_h.div_ceil(2), self.out_w.div_ceil(2))
