@@ -123,13 +123,12 @@ impl Conv2dGeometry {
 
     /// Copies `plane` (`H × W`) into `padded` (row stride `wp`) at offset (padding, padding);
     /// everything else is zero.
+    /// The padded plane (`(2·th + 2) × (2·tw + 2)`) always covers `(H + 2p) × (W + 2p)`.
     fn pad_plane<E: Float>(&self, plane: &[E], padded: &mut [E], wp: usize) {
         padded.fill(E::zero());
-        let p = self.padding;
-        let hp = padded.len() / wp;
-        for y in 0..self.in_h.min(hp.saturating_sub(p)) {
-            let w = self.in_w.min(wp.saturating_sub(p));
-            padded[(y + p) * wp + p..][..w].copy_from_slice(&plane[y * self.in_w..][..w]);
+        let (p, w) = (self.padding, self.in_w);
+        for (row, dst) in plane.chunks_exact(w).zip(padded[p * wp..].chunks_exact_mut(wp)) {
+            dst[p..p + w].copy_from_slice(row);
         }
     }
 
@@ -156,8 +155,8 @@ impl Conv2dGeometry {
         Self::winograd_gemms(
             &mut m,
             (o, t_all),
-            |xi| MatRef::strided(&u[xi * c..], o, c, XI * c, 1),
-            |xi| MatRef::strided(&v[xi * t_all..], c, t_all, XI * t_all, 1),
+            |xi| at_xi(&u, xi, o, c),
+            |xi| at_xi(&v, xi, c, t_all),
         );
         drop(v);
         // Y = Aᵀ·M·A per tile, cropped, plus the bias.
@@ -262,8 +261,8 @@ impl Conv2dGeometry {
         Self::winograd_gemms(
             &mut dv,
             (c, t_all),
-            |xi| MatRef::strided(&u[xi * c..], o, c, XI * c, 1).t(),
-            |xi| MatRef::strided(&dm[xi * t_all..], o, t_all, XI * t_all, 1),
+            |xi| at_xi(&u, xi, o, c).t(),
+            |xi| at_xi(dm, xi, o, t_all),
         );
         drop(u);
         let (th, tw) = self.tile_grid();
@@ -307,9 +306,8 @@ impl Conv2dGeometry {
                     }
                 }
                 // The image is the padded plane's interior.
-                for y in 0..h.min(hp.saturating_sub(p)) {
-                    let n = w.min(wp.saturating_sub(p));
-                    dx_plane[y * w..][..n].copy_from_slice(&padded[(y + p) * wp + p..][..n]);
+                for (row, src) in dx_plane.chunks_exact_mut(w).zip(padded[p * wp..].chunks_exact(wp)) {
+                    row.copy_from_slice(&src[p..p + w]);
                 }
             });
         dx
@@ -324,8 +322,8 @@ impl Conv2dGeometry {
         Self::winograd_gemms(
             &mut du,
             (o, c),
-            |xi| MatRef::strided(&dm[xi * t_all..], o, t_all, XI * t_all, 1),
-            |xi| MatRef::strided(&v[xi * t_all..], c, t_all, XI * t_all, 1).t(),
+            |xi| at_xi(dm, xi, o, t_all),
+            |xi| at_xi(&v, xi, c, t_all).t(),
         );
         drop(v);
         let mut dw = vec![E::zero(); o * c * 9];
@@ -354,6 +352,12 @@ impl Conv2dGeometry {
         let dw = x.map(|x| self.winograd_weight_grad(x, &dm));
         (dx, dw)
     }
+}
+
+/// Transform position `xi` of a `[rows][16][cols]` buffer (`U`, `V`, `dM`): the `rows × cols`
+/// matrix one of the 16 GEMMs reads.
+fn at_xi<E>(buf: &[E], xi: usize, rows: usize, cols: usize) -> MatRef<'_, E> {
+    MatRef::strided(&buf[xi * cols..], rows, cols, XI * cols, 1)
 }
 
 /// `T·X·Tᵀ` for a square `X`, where `f` multiplies a vector by `T`: `f` along every row, then
