@@ -2,7 +2,7 @@
 //! batch 10: forward, input gradient and weight gradient, in ms and GFLOP/s (2 FLOP per
 //! multiply-add).
 //!
-//! `cargo bench --bench conv_layers [-- --json OUT] [--compare-algorithms]`
+//! `cargo bench --bench conv_layers [-- --json OUT] [--compare-algorithms] [--only PREFIX]`
 //!
 //! `--compare-algorithms` adds a row for every other algorithm that can compute a convolution
 //! (`alexnet.conv3/Im2col` beside `alexnet.conv3`, which runs the one `Conv2dGeometry::new`
@@ -131,8 +131,10 @@ fn main() {
         ("lenet.fc2", (64, 1)),
     ];
     let compare = args.iter().any(|a| a == "--compare-algorithms");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
+    let wanted = |name: &str| only.is_none_or(|prefix| name.starts_with(prefix.as_str()));
     let mut timings = Vec::new();
-    for (name, (c, hw, o, k, s, p)) in convs {
+    for (name, (c, hw, o, k, s, p)) in convs.into_iter().filter(|(name, _)| wanted(name)) {
         let g = Conv2dGeometry::new(batch, c, (hw, hw), o, (k, k), s, p).unwrap();
         timings.push(conv_layer(name.to_string(), g));
         let others = [
@@ -150,6 +152,7 @@ fn main() {
     timings.extend(
         linears
             .into_iter()
+            .filter(|(name, _)| wanted(name))
             .map(|(name, shape)| linear_layer(name.to_string(), batch, shape)),
     );
 

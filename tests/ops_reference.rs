@@ -919,6 +919,56 @@ fn sigmoid_gradient_matches_finite_differences_in_f32_model_shape() {
     assert_close(&got, &numeric, 1e-6, "sigmoid f32 gradient");
 }
 
+/// The f32 sigmoid (vectorised on AVX2 machines) against the formula in f64, across the range
+/// where it is neither 0 nor 1 in f32 and beyond, at lengths that leave a partial vector, on
+/// both paths (in place without a tape, into a new buffer with one): within 2 ulp of the exact
+/// value (1 ulp from e^(−x)'s polynomial, about 1 from the division), or below 1e-37 where the
+/// exact value is itself that small.
+#[test]
+fn sigmoid_f32_within_2_ulp_of_f64() {
+    let dev = Cpu::default();
+    let n = 200_003;
+    let mut x: Vec<f32> = (0..n).map(|i| -100.0 + 200.0 * i as f32 / (n - 1) as f32).collect();
+    x.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        87.3,
+        -87.3,
+        88.7,
+        -88.7,
+        103.0,
+        -103.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
+    for len in [x.len(), 13, 7, 1] {
+        let x = &x[x.len() - len..];
+        let exact: Vec<f64> = x.iter().map(|&v| 1.0 / (1.0 + (-f64::from(v)).exp())).collect();
+        let in_place = sigmoid(dev.tensor_from_vec(x.to_vec(), (len,))).unwrap().as_vec();
+        let traced = sigmoid(dev.tensor_from_vec(x.to_vec(), (len,)).leaky_trace())
+            .unwrap()
+            .as_vec();
+        for (path, got) in [("in place", in_place), ("traced", traced)] {
+            let mut worst_ulps = 0.0f64;
+            for ((&v, &want), &got) in x.iter().zip(&exact).zip(&got) {
+                let err = (f64::from(got) - want).abs();
+                let ulp = f64::from(f32::EPSILON) * want.abs();
+                assert!(
+                    err <= 2.0 * ulp || (want < 1e-37 && got < 1e-37),
+                    "{path}, length {len}: sigmoid({v}) = {got}, exact {want} ({:.2} ulp)",
+                    err / ulp
+                );
+                worst_ulps = worst_ulps.max(err / ulp.max(1e-37));
+            }
+            eprintln!("sigmoid f32 {path}, length {len}: worst {worst_ulps:.2} ulp");
+        }
+    }
+    let nan = sigmoid(dev.tensor([f32::NAN, 1.0])).unwrap().as_vec();
+    assert!(nan[0].is_nan(), "NaN in, NaN out, got {}", nan[0]);
+}
+
 #[test]
 fn relu_keeps_nan_and_gradients_accumulate() {
     let dev = Cpu::default();
@@ -954,6 +1004,57 @@ fn max_pool_2x2_ties_and_nan() {
     assert!(values[1].is_nan(), "NaN window gave {}", values[1]);
     let grads = y.sum().backward();
     assert_eq!(grads.get(&x).as_vec(), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+}
+
+/// 2×2 max pooling in f32 (vectorised on AVX2 machines, 8 outputs at a time) against a naive
+/// loop with the documented rule, on rows wide enough for full vectors plus a partial one: values
+/// from {0, 1, 2, 3}, so most windows hold ties, and NaNs, sometimes two in one window (the last
+/// in scan order wins the gradient, as each later NaN replaces the one before). Outputs must agree
+/// bit for bit and every gradient must land on the same input.
+#[test]
+fn max_pool_2x2_f32_matches_scalar_rule() {
+    let dev = Cpu::default();
+    let mut rng = StdRng::seed_from_u64(41);
+    for shape in [(2usize, 3usize, 7usize, 37usize), (1, 2, 6, 16), (1, 1, 4, 61)] {
+        let (b, c, h, w) = shape;
+        let x: Vec<f32> = (0..b * c * h * w)
+            .map(|_| {
+                if rng.gen_range(0..40) == 0 {
+                    f32::NAN
+                } else {
+                    f32::from(rng.gen_range(0u8..4))
+                }
+            })
+            .collect();
+        let (oh, ow) = (h / 2, w / 2);
+        let (mut want, mut want_grad) = (Vec::new(), vec![0.0f32; x.len()]);
+        for plane in 0..b * c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let at = |dy: usize, dx: usize| plane * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                    let mut best_at = at(0, 0);
+                    for pos in [at(0, 1), at(1, 0), at(1, 1)] {
+                        if x[pos] > x[best_at] || x[pos].is_nan() {
+                            best_at = pos;
+                        }
+                    }
+                    want.push(x[best_at]);
+                    want_grad[best_at] += 1.0;
+                }
+            }
+        }
+        let xt = dev.tensor_from_vec(x.clone(), shape);
+        let y = max_pool2d(xt.leaky_trace(), 2, 2, 0, (oh, ow)).unwrap();
+        let got = y.as_vec();
+        let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
+        for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+            assert!(same(g, e), "{shape:?}: output {i} is {g}, expected {e}");
+        }
+        let grads = y.sum().backward();
+        let grad = grads.get(&xt).as_vec();
+        let wrong = grad.iter().zip(&want_grad).position(|(g, w)| g != w);
+        assert_eq!(wrong, None, "{shape:?}: first input whose gradient differs");
+    }
 }
 
 /// Largest error of `actual` (f32) against `exact` (f64), in units of f32's ε times `scale`

@@ -13,7 +13,10 @@ use super::conv2d::Conv2dGeometry;
 pub(crate) const OUT_BLOCK: usize = 8;
 /// Output columns per tile: two AVX-512 registers of `f32`.
 const STRIP: usize = 32;
-use super::{dot, Float};
+/// [`Conv2dGeometry::tap_stride`] rounds the output channels up to a multiple of this: of every
+/// output block size the kernels use (8; and 3, 4 or 6 on AVX2).
+const TAP_STRIDE_MULTIPLE: usize = 24;
+use super::{dot, has_avx2_fma, Float};
 use rayon::prelude::*;
 
 /// Whether the CPU has AVX-512F, for which the direct loops have f32 kernels of their own.
@@ -91,7 +94,7 @@ impl Conv2dGeometry {
     fn direct_forward_sample<E: Float>(&self, xp: &[E], w_tap: &[E], y: &mut [E]) {
         let (oh, ow, kh, kw) = (self.out_h, self.out_w, self.kernel_h, self.kernel_w);
         let (hp, wp) = self.padded_size();
-        let op = self.out_channels.next_multiple_of(OUT_BLOCK);
+        let op = self.tap_stride();
         for o0 in (0..self.out_channels).step_by(OUT_BLOCK) {
             for oy in 0..oh {
                 for ox0 in (0..ow).step_by(STRIP) {
@@ -131,21 +134,45 @@ impl Conv2dGeometry {
     /// One sample `[C, H, W]` copied into zero-padded planes `[C, Hp, Wp]`.
     fn padded_input<E: Float>(&self, x: &[E]) -> Vec<E> {
         let (hp, wp) = self.padded_size();
-        let (h, w, p) = (self.in_h, self.in_w, self.padding);
         let mut xp = vec![E::zero(); self.in_channels * hp * wp];
+        self.pad_into(x, &mut xp);
+        xp
+    }
+
+    /// Copies samples `[.., C, H, W]` into zeroed padded planes `[.., C, Hp, Wp]`.
+    fn pad_into<E: Float>(&self, x: &[E], xp: &mut [E]) {
+        let (hp, wp) = self.padded_size();
+        let (h, w, p) = (self.in_h, self.in_w, self.padding);
         for (plane, padded) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(hp * wp)) {
             for (row, dst) in plane.chunks_exact(w).zip(padded[p * wp..].chunks_exact_mut(wp)) {
                 dst[p..p + w].copy_from_slice(row);
             }
         }
+    }
+
+    /// Every sample of the batch padded as [`Self::padded_input`], one after another.
+    fn padded_batch<E: Float>(&self, x: &[E]) -> Vec<E> {
+        let (hp, wp) = self.padded_size();
+        let (in_len, xp_len) = (self.in_channels * self.in_h * self.in_w, self.in_channels * hp * wp);
+        let mut xp = vec![E::zero(); self.batch * xp_len];
+        xp.par_chunks_mut(xp_len.max(1))
+            .zip(x.par_chunks(in_len.max(1)))
+            .for_each(|(dst, xb)| self.pad_into(xb, dst));
         xp
     }
 
-    /// The weight `[O, C, Kh, Kw]` regrouped by tap, `[C·Kh·Kw, Op]`, with the output channels
-    /// zero-padded to a multiple of [`OUT_BLOCK`]: each tap's weights for a block are adjacent.
+    /// The row length `Op` of [`Self::weight_by_tap`]: the output channels rounded up to a
+    /// multiple of [`TAP_STRIDE_MULTIPLE`], so that every kernel's block of output channels,
+    /// whatever its size, reads weights inside the row.
+    fn tap_stride(&self) -> usize {
+        self.out_channels.next_multiple_of(TAP_STRIDE_MULTIPLE)
+    }
+
+    /// The weight `[O, C, Kh, Kw]` regrouped by tap, `[C·Kh·Kw, Op]` ([`Self::tap_stride`]),
+    /// the padding channels zero: each tap's weights for a block of output channels are adjacent.
     fn weight_by_tap<E: Float>(&self, weight: &[E]) -> Vec<E> {
         let taps = self.patch_len();
-        let op = self.out_channels.next_multiple_of(OUT_BLOCK);
+        let op = self.tap_stride();
         let mut w_tap = vec![E::zero(); taps * op];
         for (o, filter) in weight.chunks_exact(taps).enumerate() {
             for (t, &v) in filter.iter().enumerate() {
@@ -245,13 +272,22 @@ impl Conv2dGeometry {
         #[cfg(target_arch = "x86_64")]
         {
             use std::any::TypeId;
-            if TypeId::of::<E>() == TypeId::of::<f32>() && std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: E is f32 (same size and layout).
-                let cast = |v: &[E]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
-                let dw = self.weight_grad_f32(cast(x), cast(dy));
-                // SAFETY: as above; the Vec's allocation is handed over whole, same layout.
-                let mut dw = std::mem::ManuallyDrop::new(dw);
-                return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast::<E>(), dw.len(), dw.capacity()) };
+            if TypeId::of::<E>() == TypeId::of::<f32>() {
+                let kernel: Option<(usize, WeightGradTask)> = if has_avx512f() {
+                    Some((GRAD_OUT_BLOCK, weight_grad_task_f32_avx512))
+                } else if has_avx2_fma() {
+                    Some((AVX2_GRAD_OUT_BLOCK, weight_grad_task_f32_avx2))
+                } else {
+                    None
+                };
+                if let Some((out_block, task)) = kernel {
+                    // SAFETY: E is f32 (same size and layout).
+                    let cast = |v: &[E]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
+                    let dw = self.weight_grad_f32(cast(x), cast(dy), out_block, task);
+                    // SAFETY: as above; the Vec's allocation is handed over whole, same layout.
+                    let mut dw = std::mem::ManuallyDrop::new(dw);
+                    return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast::<E>(), dw.len(), dw.capacity()) };
+                }
             }
         }
         let per_filter = self.patch_len();
@@ -262,35 +298,55 @@ impl Conv2dGeometry {
         dw
     }
 
-    /// [`Self::direct_weight_grad`] in f32 on AVX-512: one task per (block of
-    /// [`GRAD_OUT_BLOCK`] output channels, input channel), over the zero-padded inputs.
+    /// [`Self::direct_weight_grad`] in f32 by one of the intrinsics kernels (`task`, for a CPU
+    /// that has its features): one task per (block of `out_block` output channels, input
+    /// channel, run of samples), over the zero-padded inputs, the runs' sums added at the end.
+    /// LeNet-PALM's conv1 has only 3 × 3 (block, channel) pairs with AVX2's blocks of 2, too
+    /// few to keep two threads busy without splitting the batch.
     #[cfg(target_arch = "x86_64")]
-    fn weight_grad_f32(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        let in_len = self.in_channels * self.in_h * self.in_w;
-        let xp: Vec<f32> = x
-            .chunks_exact(in_len.max(1))
-            .flat_map(|xb| self.padded_input(xb))
-            .collect();
-        let blocks = self.out_channels.div_ceil(GRAD_OUT_BLOCK);
-        let taps = self.kernel_h * self.kernel_w;
-        let parts: Vec<Vec<f32>> = (0..blocks * self.in_channels)
+    fn weight_grad_f32(&self, x: &[f32], dy: &[f32], out_block: usize, task: WeightGradTask) -> Vec<f32> {
+        let xp = self.padded_batch(x);
+        let pairs = self.out_channels.div_ceil(out_block) * self.in_channels;
+        let runs = MIN_WEIGHT_GRAD_TASKS.div_ceil(pairs).clamp(1, self.batch.max(1));
+        let per_run = self.batch.div_ceil(runs).max(1);
+        let runs = self.batch.div_ceil(per_run).max(1);
+        let parts: Vec<Vec<f32>> = (0..pairs * runs)
             .into_par_iter()
-            .map(|task| {
-                let (o0, c) = ((task / self.in_channels) * GRAD_OUT_BLOCK, task % self.in_channels);
-                // SAFETY: the caller checked for AVX-512F.
-                unsafe { weight_grad_task_f32_avx512(self, &xp, dy, o0, c) }
+            .map(|t| {
+                let (pair, run) = (t / runs, t % runs);
+                let (o0, c) = ((pair / self.in_channels) * out_block, pair % self.in_channels);
+                let samples = run * per_run..((run + 1) * per_run).min(self.batch);
+                // SAFETY: the caller checked that the CPU has the kernel's features.
+                unsafe { task(self, &xp, dy, o0, c, samples) }
             })
             .collect();
+        let taps = self.kernel_h * self.kernel_w;
         let mut dw = vec![0.0; self.out_channels * self.patch_len()];
-        for (task, part) in parts.iter().enumerate() {
-            let (o0, c) = ((task / self.in_channels) * GRAD_OUT_BLOCK, task % self.in_channels);
+        for (t, part) in parts.iter().enumerate() {
+            let pair = t / runs;
+            let (o0, c) = ((pair / self.in_channels) * out_block, pair % self.in_channels);
             for (o, taps_of_o) in part.chunks_exact(taps).enumerate() {
-                dw[((o0 + o) * self.in_channels + c) * taps..][..taps].copy_from_slice(taps_of_o);
+                for (d, &v) in dw[((o0 + o) * self.in_channels + c) * taps..][..taps]
+                    .iter_mut()
+                    .zip(taps_of_o)
+                {
+                    *d += v;
+                }
             }
         }
         dw
     }
 }
+
+/// A weight-gradient kernel: `[outputs, Kh, Kw]` for output channels `o0 ..` and input channel
+/// `c`, summed over a run of samples.
+#[cfg(target_arch = "x86_64")]
+type WeightGradTask = unsafe fn(&Conv2dGeometry, &[f32], &[f32], usize, usize, std::ops::Range<usize>) -> Vec<f32>;
+
+/// [`Conv2dGeometry::weight_grad_f32`] splits the batch until there are at least this many
+/// tasks, so that two or more threads end within a task of each other.
+#[cfg(target_arch = "x86_64")]
+const MIN_WEIGHT_GRAD_TASKS: usize = 24;
 
 /// Output channels per weight-gradient task: their gradient rows are loaded once per strip and
 /// multiplied by [`GRAD_TAPS`] shifted input strips, so 4 × 5 sums live in `zmm` registers.
@@ -301,13 +357,20 @@ const GRAD_OUT_BLOCK: usize = 4;
 const GRAD_TAPS: usize = 5;
 
 /// Weight gradients `[outputs, Kh, Kw]` of output channels `o0 ..` (up to [`GRAD_OUT_BLOCK`]) for
-/// input channel `c`, summed over the batch: `Σ_b Σ_(oy,ox) dy[b,o,oy,ox] · xp[b,c,oy+ki,ox+kj]`.
+/// input channel `c`, summed over `samples`: `Σ_b Σ_(oy,ox) dy[b,o,oy,ox] · xp[b,c,oy+ki,ox+kj]`.
 ///
 /// # Safety
 /// The CPU must have AVX-512F. `xp` holds every sample's padded input ([`Conv2dGeometry::padded_input`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_task_f32_avx512(g: &Conv2dGeometry, xp: &[f32], dy: &[f32], o0: usize, c: usize) -> Vec<f32> {
+unsafe fn weight_grad_task_f32_avx512(
+    g: &Conv2dGeometry,
+    xp: &[f32],
+    dy: &[f32],
+    o0: usize,
+    c: usize,
+    samples: std::ops::Range<usize>,
+) -> Vec<f32> {
     use std::arch::x86_64::*;
     const LANES: usize = 16;
     let (oh, ow, kh, kw) = (g.out_h, g.out_w, g.kernel_h, g.kernel_w);
@@ -325,7 +388,7 @@ unsafe fn weight_grad_task_f32_avx512(g: &Conv2dGeometry, xp: &[f32], dy: &[f32]
     // kernel row (a pass per kernel row over the whole batch would stream it kh times).
     let passes = kw.div_ceil(GRAD_TAPS);
     let mut tiles = vec![[[_mm512_setzero_ps(); GRAD_TAPS]; GRAD_OUT_BLOCK]; kh * passes];
-    for b in 0..g.batch {
+    for b in samples {
         for oy in 0..oh {
             let dy_row = dy.as_ptr().add(b * out_len + (o0 * oh + oy) * ow);
             for ki in 0..kh {
@@ -381,6 +444,19 @@ fn forward_sample<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], y: &mut [
                 return forward_sample_f32_avx512(g, cast(xp), cast(w_tap), y);
             }
         }
+        if TypeId::of::<E>() == TypeId::of::<f32>() && has_avx2_fma() {
+            // SAFETY: E is f32 (same size and layout), and the CPU has AVX2 and FMA.
+            unsafe {
+                let cast = |v: &[E]| std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len());
+                let y = std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<f32>(), y.len());
+                let kernel = match avx2_forward_tile(g.out_channels) {
+                    (6, 2) => forward_sample_f32_avx2::<6, 2>,
+                    (4, 3) => forward_sample_f32_avx2::<4, 3>,
+                    _ => forward_sample_f32_avx2::<3, 4>,
+                };
+                return kernel(g, cast(xp), cast(w_tap), y);
+            }
+        }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
@@ -404,7 +480,7 @@ unsafe fn forward_sample_f32_avx512(g: &Conv2dGeometry, xp: &[f32], w_tap: &[f32
     const HALF: usize = STRIP / 2;
     let (oh, ow, kh, kw) = (g.out_h, g.out_w, g.kernel_h, g.kernel_w);
     let (hp, wp) = g.padded_size();
-    let op = g.out_channels.next_multiple_of(OUT_BLOCK);
+    let op = g.tap_stride();
     // Every read below stays inside these lengths: the last strip of a row starts at most at
     // column ow − 1 = iw + 2p − k and reads STRIP + k − 1 columns, within the STRIP zero columns
     // that `padded_size` adds; rows reach oy + ki ≤ hp − 1; weights reach tap·op + o0 + 7 < len.
@@ -454,4 +530,186 @@ fn weight_grad_channel<E: Float>(g: &Conv2dGeometry, x: &[E], dy: &[E], o: usize
         g.direct_weight_grad_channel(x, dy, o, dw)
     }
     dispatch!(fast, portable, (g, x, dy, o, dw))
+}
+
+/// Output channels per AVX2 weight-gradient task: 2 × [`AVX2_GRAD_TAPS`] running sums, 2 output
+/// gradient strips and one input strip fill 13 of the 16 `ymm` registers.
+#[cfg(target_arch = "x86_64")]
+const AVX2_GRAD_OUT_BLOCK: usize = 2;
+/// Kernel columns summed per pass in the AVX2 weight-gradient task.
+#[cfg(target_arch = "x86_64")]
+const AVX2_GRAD_TAPS: usize = 5;
+
+/// [`weight_grad_task_f32_avx512`] with AVX2 and FMA: 2 output channels × 5 kernel columns per
+/// pass over strips of 8 columns, so each strip costs 2 + 5 loads for 10 FMAs.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA. `xp` holds every sample's padded input
+/// ([`Conv2dGeometry::padded_input`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_task_f32_avx2(
+    g: &Conv2dGeometry,
+    xp: &[f32],
+    dy: &[f32],
+    o0: usize,
+    c: usize,
+    samples: std::ops::Range<usize>,
+) -> Vec<f32> {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    const OUTS: usize = AVX2_GRAD_OUT_BLOCK;
+    const TAPS: usize = AVX2_GRAD_TAPS;
+    let (oh, ow, kh, kw) = (g.out_h, g.out_w, g.kernel_h, g.kernel_w);
+    let (hp, wp) = g.padded_size();
+    let outputs = OUTS.min(g.out_channels - o0);
+    let (xp_len, out_len) = (g.in_channels * hp * wp, g.out_channels * oh * ow);
+    // Reads stay inside: a strip starts at most at ow − 1 and, shifted by kj ≤ kw − 1, reads 8
+    // columns of a padded row, within the STRIP zero columns past iw + 2p; dy reads are masked to
+    // the row's ow columns.
+    assert_eq!(xp.len(), g.batch * xp_len, "padded input length");
+    assert_eq!(dy.len(), g.batch * out_len, "output gradient length");
+    assert!(samples.end <= g.batch, "samples inside the batch");
+    const { assert!(LANES <= STRIP) };
+    let last = ow % LANES;
+    let tail_mask = _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(last as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    let full = ow - last;
+    let passes = kw.div_ceil(TAPS);
+    // One running tile per (kernel row, pass), kept in memory between rows, as in the AVX-512
+    // kernel: each row of dy and its kh input rows are read while they are in L1.
+    let mut tiles = vec![[[_mm256_setzero_ps(); TAPS]; OUTS]; kh * passes];
+    for b in samples {
+        for oy in 0..oh {
+            let dy_row = dy.as_ptr().add(b * out_len + (o0 * oh + oy) * ow);
+            for ki in 0..kh {
+                for pass in 0..passes {
+                    let kj0 = pass * TAPS;
+                    let taps = TAPS.min(kw - kj0);
+                    let x_row = xp.as_ptr().add(b * xp_len + (c * hp + oy + ki) * wp + kj0);
+                    let mut acc = tiles[ki * passes + pass];
+                    for ox0 in (0..ow).step_by(LANES) {
+                        let mut d = [_mm256_setzero_ps(); OUTS];
+                        for (o, d) in d.iter_mut().enumerate().take(outputs) {
+                            let src = dy_row.add(o * oh * ow + ox0);
+                            *d = if ox0 < full {
+                                _mm256_loadu_ps(src)
+                            } else {
+                                _mm256_maskload_ps(src, tail_mask)
+                            };
+                        }
+                        for j in 0..TAPS {
+                            if j < taps {
+                                let xv = _mm256_loadu_ps(x_row.add(ox0 + j));
+                                for (a, d) in acc.iter_mut().zip(&d) {
+                                    a[j] = _mm256_fmadd_ps(*d, xv, a[j]);
+                                }
+                            }
+                        }
+                    }
+                    tiles[ki * passes + pass] = acc;
+                }
+            }
+        }
+    }
+    let mut out = vec![0.0f32; outputs * kh * kw];
+    for ki in 0..kh {
+        for pass in 0..passes {
+            let kj0 = pass * TAPS;
+            for (o, a) in tiles[ki * passes + pass].iter().enumerate().take(outputs) {
+                for (j, v) in a.iter().enumerate().take(TAPS.min(kw - kj0)) {
+                    let mut lanes = [0.0f32; LANES];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
+                    out[(o * kh + ki) * kw + kj0 + j] = lanes.iter().sum();
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`Conv2dGeometry::direct_forward_sample`] for f32 with AVX2 and FMA: a tile of `OUTS` output
+/// channels × `V` registers of 8 columns. AVX2 has 16 `ymm` registers, not AVX-512's 32, so the
+/// tile holds 12 sums (6 × 16, 4 × 24 or 3 × 32 columns, picked by [`avx2_forward_tile`]) and
+/// leaves the rest to the input strips and broadcast weights of one tap.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `OUTS` must divide [`TAP_STRIDE_MULTIPLE`] and `8·V` be at
+/// most [`STRIP`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_sample_f32_avx2<const OUTS: usize, const V: usize>(
+    g: &Conv2dGeometry,
+    xp: &[f32],
+    w_tap: &[f32],
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    const { assert!(TAP_STRIDE_MULTIPLE.is_multiple_of(OUTS) && LANES * V <= STRIP) };
+    let cols = LANES * V;
+    let (oh, ow, kh, kw) = (g.out_h, g.out_w, g.kernel_h, g.kernel_w);
+    let (hp, wp) = g.padded_size();
+    let op = g.tap_stride();
+    // Every read below stays inside these lengths: the last strip of a row starts at most at
+    // column ow − 1 = iw + 2p − k and reads cols + k − 1 ≤ STRIP + k − 1 columns, within the STRIP
+    // zero columns of `padded_size`; weights reach tap·op + o0 + OUTS − 1 < len, because OUTS
+    // divides op.
+    assert_eq!(xp.len(), g.in_channels * hp * wp, "padded input length");
+    assert_eq!(w_tap.len(), g.patch_len() * op, "weight length");
+    assert_eq!(y.len(), g.out_channels * oh * ow, "output length");
+    for o0 in (0..g.out_channels).step_by(OUTS) {
+        let outputs = OUTS.min(g.out_channels - o0);
+        for oy in 0..oh {
+            for ox0 in (0..ow).step_by(cols) {
+                let mut acc = [[_mm256_setzero_ps(); V]; OUTS];
+                for c in 0..g.in_channels {
+                    for ki in 0..kh {
+                        let row = xp.as_ptr().add((c * hp + oy + ki) * wp + ox0);
+                        let w_row = w_tap.as_ptr().add((c * kh + ki) * kw * op + o0);
+                        for kj in 0..kw {
+                            let mut xv = [_mm256_setzero_ps(); V];
+                            for (v, x) in xv.iter_mut().enumerate() {
+                                *x = _mm256_loadu_ps(row.add(kj + v * LANES));
+                            }
+                            let ws = w_row.add(kj * op);
+                            for (o, a) in acc.iter_mut().enumerate() {
+                                let wv = _mm256_broadcast_ss(&*ws.add(o));
+                                for (a, x) in a.iter_mut().zip(&xv) {
+                                    *a = _mm256_fmadd_ps(wv, *x, *a);
+                                }
+                            }
+                        }
+                    }
+                }
+                let width = cols.min(ow - ox0);
+                for (o, a) in acc.iter().enumerate().take(outputs) {
+                    let dst = y.as_mut_ptr().add(((o0 + o) * oh + oy) * ow + ox0);
+                    if width == cols {
+                        for (v, a) in a.iter().enumerate() {
+                            _mm256_storeu_ps(dst.add(v * LANES), *a);
+                        }
+                    } else {
+                        let mut tile = [0.0f32; STRIP];
+                        for (v, a) in a.iter().enumerate() {
+                            _mm256_storeu_ps(tile.as_mut_ptr().add(v * LANES), *a);
+                        }
+                        std::ptr::copy_nonoverlapping(tile.as_ptr(), dst, width);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The AVX2 forward tile for `out_channels` filters, `(outputs, registers of 8 columns)`: the
+/// fewest padding outputs, then the narrowest strip (a row's last strip is partly wasted).
+#[cfg(target_arch = "x86_64")]
+fn avx2_forward_tile(out_channels: usize) -> (usize, usize) {
+    [(6, 2), (4, 3), (3, 4)]
+        .into_iter()
+        .min_by_key(|&(outs, v)| (out_channels.next_multiple_of(outs) - out_channels, v))
+        .expect("three tiles")
 }

@@ -51,6 +51,32 @@ pub const fn window_output_size(input: usize, kernel: usize, stride: usize, padd
     }
 }
 
+/// `v` as `f32` when `E` is `f32`: for the kernels written with `f32` intrinsics.
+fn as_f32<E: Float>(v: &[E]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>())
+        // SAFETY: E is f32, so the slice's memory holds f32s of the same length.
+        .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) })
+}
+
+/// `v` as `f32` when `E` is `f32`, mutably.
+fn as_f32_mut<E: Float>(v: &mut [E]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>())
+        // SAFETY: as in `as_f32`; the borrow of `v` is handed over whole.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<f32>(), v.len()) })
+}
+
+/// Whether the CPU has AVX2 and FMA, for which some kernels have f32 versions of their own.
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `dst += src`, element by element.
 fn add_assign<E: Float>(dst: &mut [E], src: &[E]) {
     debug_assert_eq!(dst.len(), src.len());

@@ -4,7 +4,7 @@
 //! Max pooling keeps only the index of each window's maximum for backward; average pooling keeps
 //! nothing but the geometry.
 
-use super::{threads, window_output_size, Float, RowMajor};
+use super::{as_f32, as_f32_mut, has_avx2_fma, threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -86,6 +86,13 @@ impl Pool2dGeometry {
                     .zip(x.chunks_exact(self.in_len()))
                 {
                     if self.kernel == 2 && self.stride == 2 && self.padding == 0 {
+                        if let (Some(x), Some(out)) = (as_f32(x), as_f32_mut(out)) {
+                            if has_avx2_fma() {
+                                // SAFETY: the CPU has AVX2; the slices are one plane each.
+                                unsafe { self.max_plane_2x2_f32_avx2(x, out, arg) };
+                                continue;
+                            }
+                        }
                         self.max_plane_2x2(x, out, arg);
                     } else {
                         self.max_plane(x, out, arg);
@@ -148,6 +155,85 @@ impl Pool2dGeometry {
                 *a = at as u32;
             }
         }
+    }
+
+    /// [`Self::max_plane_2x2`] for f32 with AVX2, 8 outputs at a time: the even and odd columns
+    /// of both rows are separated by shuffles, and each comparison of the scalar loop becomes a
+    /// blend of values and indices under the same rule (`v > best || v is NaN`), so ties and
+    /// NaN resolve as there. The scalar loop's branches mispredict on half of random inputs: it
+    /// took 7 ms for LeNet-PALM's first pooling (60 planes of 220×220) on two cores.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn max_plane_2x2_f32_avx2(&self, x: &[f32], out: &mut [f32], arg: &mut [u32]) {
+        use std::arch::x86_64::*;
+        let w = self.in_w;
+        assert!(x.len() >= 2 * self.out_h * w && w >= 2 * self.out_w, "plane sizes");
+        assert!(
+            out.len() == self.out_len() && arg.len() == self.out_len(),
+            "output sizes"
+        );
+        // Even and odd elements of 16 consecutive floats, each in order: the shuffles pick within
+        // 128-bit lanes, the permute puts the lanes' halves back in sequence.
+        let split = |p: *const f32| {
+            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+                _mm256_shuffle_ps::<0b10_00_10_00>(a, b),
+            )));
+            let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+                _mm256_shuffle_ps::<0b11_01_11_01>(a, b),
+            )));
+            (even, odd)
+        };
+        let steps = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let full = self.out_w - self.out_w % 8;
+        for oy in 0..self.out_h {
+            let top = 2 * oy * w;
+            let (r0, r1) = (x.as_ptr().add(top), x.as_ptr().add(top + w));
+            for ox in (0..full).step_by(8) {
+                let (a, b) = split(r0.add(2 * ox));
+                let (c, d) = split(r1.add(2 * ox));
+                let at0 = _mm256_add_epi32(_mm256_set1_epi32((top + 2 * ox) as i32), steps);
+                let (mut best, mut at) = (a, at0);
+                for (v, offset) in [(b, 1), (c, w), (d, w + 1)] {
+                    let wins = _mm256_or_ps(
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, best),
+                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                    );
+                    best = _mm256_blendv_ps(best, v, wins);
+                    let pos = _mm256_add_epi32(at0, _mm256_set1_epi32(offset as i32));
+                    at = _mm256_castps_si256(_mm256_blendv_ps(
+                        _mm256_castsi256_ps(at),
+                        _mm256_castsi256_ps(pos),
+                        wins,
+                    ));
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(oy * self.out_w + ox), best);
+                _mm256_storeu_si256(arg.as_mut_ptr().add(oy * self.out_w + ox).cast(), at);
+            }
+            for ox in full..self.out_w {
+                let i = 2 * ox;
+                let (mut best, mut at) = (*r0.add(i), top + i);
+                for (v, pos) in [
+                    (*r0.add(i + 1), top + i + 1),
+                    (*r1.add(i), top + w + i),
+                    (*r1.add(i + 1), top + w + i + 1),
+                ] {
+                    if v > best || v.is_nan() {
+                        (best, at) = (v, pos);
+                    }
+                }
+                out[oy * self.out_w + ox] = best;
+                arg[oy * self.out_w + ox] = at as u32;
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn max_plane_2x2_f32_avx2(&self, _: &[f32], _: &mut [f32], _: &mut [u32]) {
+        unreachable!("has_avx2_fma() is false off x86_64")
     }
 
     /// Max-pool backward: routes each output gradient to its window's maximum.
