@@ -483,11 +483,14 @@ fn conv_algorithm_choice_per_layer() {
             .algorithm()
     };
     // LeNet-PALM: 6 filters on 3 channels, then 16 filters: the direct loops where the CPU has
-    // their AVX-512 kernels; without, only for the first layer's forward pass and weight gradient.
-    let avx512 = std::is_x86_feature_detected!("avx512f");
+    // their AVX-512 or AVX2 kernels; without, only for the first layer's forward pass and weight
+    // gradient. Its conv3 (120 filters): im2col.
+    let vectorised = std::is_x86_feature_detected!("avx512f")
+        || (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"));
     let lenet_conv1 = Conv2dGeometry::new(10, 3, (224, 224), 6, (5, 5), 1, 0).unwrap();
     assert_eq!(lenet_conv1.algorithm(), ConvAlgorithm::Direct);
-    let (conv1_dx, conv2) = if avx512 {
+    assert_eq!(pick(16, 53, 120, 4, 1, 0), ConvAlgorithm::Im2col);
+    let (conv1_dx, conv2) = if vectorised {
         (ConvAlgorithm::Direct, ConvAlgorithm::Direct)
     } else {
         (ConvAlgorithm::Im2col, ConvAlgorithm::Im2col)

@@ -178,13 +178,7 @@ unsafe fn sigmoid_f32_avx2(src: *const f32, dst: *mut f32, n: usize) {
         let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_359_4), t);
         let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.121_944_4e-4), r);
         let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
         let e_r = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), one);

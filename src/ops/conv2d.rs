@@ -11,7 +11,7 @@
 //! `dW = dY · colᵀ`, `dcol = Wᵀ · dY`, then `dcol` is scattered back onto the input (col2im).
 //! Each thread takes a group of samples (see [`Conv2dGeometry::split`]).
 
-use super::conv_direct::{has_avx512f, OUT_BLOCK};
+use super::conv_direct::{direct_kernels_vectorised, OUT_BLOCK};
 use super::gemm::{matmul, MatRef};
 use super::{add_assign, sum, threads, window_output_size, Float, RowMajor};
 use dfdx::prelude::*;
@@ -139,11 +139,12 @@ impl Conv2dGeometry {
 
     /// The input gradient of the direct loops is a direct convolution whose filters are the
     /// layer's input channels: with fewer than one register tile of them (LeNet-PALM's conv1 has
-    /// 3), most of the tile is padding. With AVX-512 that still pays (6.0 ms at that layer on the
-    /// quiet Zen 4 machine, batch 10); without, im2col is twice as fast (20.6 ms against 42.1 on
-    /// the Zen 3 machine).
+    /// 3), most of the tile is padding. With the f32 kernels for AVX-512 or AVX2 that still pays
+    /// (6.0 ms at that layer on the quiet Zen 4 machine, batch 10; 7.5 ms against im2col's 17.5
+    /// on the Zen 3 machine with AVX2); with the portable loops, im2col is twice as fast (20.6 ms
+    /// against 42.1 on the Zen 3 machine before it had AVX2 kernels).
     fn preferred_input_grad_algorithm(&self) -> ConvAlgorithm {
-        if self.algorithm == ConvAlgorithm::Direct && self.in_channels < OUT_BLOCK && !has_avx512f() {
+        if self.algorithm == ConvAlgorithm::Direct && self.in_channels < OUT_BLOCK && !direct_kernels_vectorised() {
             ConvAlgorithm::Im2col
         } else {
             self.algorithm
@@ -489,10 +490,10 @@ impl Conv2dGeometry {
         assert_eq!(x.len(), self.batch * self.in_sample_len(), "input length");
         assert_eq!(weight.len(), self.out_channels * self.patch_len(), "weight length");
         let mut out = match self.algorithm {
-            // These two add the bias as they write the output.
+            // These three add the bias as they write the output.
             ConvAlgorithm::Im2col => return self.im2col_forward(x, weight, bias),
             ConvAlgorithm::Winograd => return self.winograd_forward(x, weight, bias),
-            ConvAlgorithm::Direct => self.direct_forward(x, weight),
+            ConvAlgorithm::Direct => return self.direct_forward(x, weight, bias),
             ConvAlgorithm::Pointwise => self.pointwise_forward(x, weight),
         };
         if let Some(bias) = bias {

@@ -16,8 +16,9 @@ const STRIP: usize = 32;
 /// [`Conv2dGeometry::tap_stride`] rounds the output channels up to a multiple of this: of every
 /// output block size the kernels use (8; and 3, 4 or 6 on AVX2).
 const TAP_STRIDE_MULTIPLE: usize = 24;
-use super::{dot, has_avx2_fma, Float};
+use super::{as_f32, dot, has_avx2_fma, Float};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Whether the CPU has AVX-512F, for which the direct loops have f32 kernels of their own.
 pub(crate) fn has_avx512f() -> bool {
@@ -29,6 +30,12 @@ pub(crate) fn has_avx512f() -> bool {
     {
         false
     }
+}
+
+/// Whether the direct loops run f32 kernels written with intrinsics (AVX-512, or AVX2 and FMA)
+/// rather than the portable loops, which are several times slower.
+pub(crate) fn direct_kernels_vectorised() -> bool {
+    has_avx512f() || has_avx2_fma()
 }
 
 /// Runs `body` with AVX2 and FMA enabled when the CPU has them.
@@ -64,14 +71,15 @@ impl Conv2dGeometry {
     }
 
     /// Whether [`Self::direct_forward`] and friends are the faster choice: a geometry they
-    /// handle ([`Self::direct_applies`]) with few filters. With AVX-512 (f32 kernels of their
-    /// own) up to 16: on the quiet Zen 4 machine LeNet-PALM's conv2 (16 filters) took 3.45 /
-    /// 4.41 / 8.66 ms (forward / input / weight gradient, batch 10). Without, the portable loops
-    /// are several times slower and the im2col path wins from 9 filters: on the Zen 3 machine
-    /// (AVX2), the same layer took 24.2 / 27.9 / 20.4 ms direct against 12.0 / 10.2 / 11.5 ms
-    /// im2col.
+    /// handle ([`Self::direct_applies`]) with few filters. With the f32 kernels for AVX-512 or
+    /// AVX2, up to 16: LeNet-PALM's conv2 (16 filters, batch 10) took 3.45 / 4.41 / 8.66 ms
+    /// (forward / input / weight gradient) on the quiet Zen 4 machine, and 8.1–8.7 / 3.8–4.6 /
+    /// 4.2–5.3 ms on the Zen 3 machine (AVX2) against im2col's 8.5–10.4 / 7.1–8.2 / 9.3–9.8.
+    /// With the portable loops im2col wins from 9 filters: 24.2 / 27.9 / 20.4 ms direct against
+    /// 12.0 / 10.2 / 11.5 on the Zen 3 machine. At 120 filters (LeNet-PALM's conv3) im2col wins
+    /// on AVX2 too (input gradient 34 ms direct against 13–14).
     pub(crate) fn prefers_direct(&self) -> bool {
-        let max_filters = if has_avx512f() { 16 } else { OUT_BLOCK };
+        let max_filters = if direct_kernels_vectorised() { 16 } else { OUT_BLOCK };
         self.direct_applies() && self.out_channels <= max_filters
     }
 
@@ -91,7 +99,7 @@ impl Conv2dGeometry {
     /// and multiplies it by `OUT_BLOCK` broadcast weights, so the loop runs on FMAs rather than
     /// on loads and stores of the output, as a row-at-a-time AXPY would.
     #[inline(always)]
-    fn direct_forward_sample<E: Float>(&self, xp: &[E], w_tap: &[E], y: &mut [E]) {
+    fn direct_forward_sample<E: Float>(&self, xp: &[E], w_tap: &[E], bias: Option<&[E]>, y: &mut [MaybeUninit<E>]) {
         let (oh, ow, kh, kw) = (self.out_h, self.out_w, self.kernel_h, self.kernel_w);
         let (hp, wp) = self.padded_size();
         let op = self.tap_stride();
@@ -99,6 +107,11 @@ impl Conv2dGeometry {
             for oy in 0..oh {
                 for ox0 in (0..ow).step_by(STRIP) {
                     let mut acc = [[E::zero(); STRIP]; OUT_BLOCK];
+                    if let Some(bias) = bias {
+                        for (o, a) in acc.iter_mut().enumerate().take(self.out_channels - o0) {
+                            a.fill(bias[o0 + o]);
+                        }
+                    }
                     for c in 0..self.in_channels {
                         for ki in 0..kh {
                             let row = &xp[(c * hp + oy + ki) * wp + ox0..];
@@ -117,7 +130,10 @@ impl Conv2dGeometry {
                     }
                     let width = STRIP.min(ow - ox0);
                     for (o, a) in acc.iter().enumerate().take(self.out_channels - o0) {
-                        y[((o0 + o) * oh + oy) * ow + ox0..][..width].copy_from_slice(&a[..width]);
+                        let dst = &mut y[((o0 + o) * oh + oy) * ow + ox0..][..width];
+                        for (d, &v) in dst.iter_mut().zip(a) {
+                            d.write(v);
+                        }
                     }
                 }
             }
@@ -248,15 +264,22 @@ impl Conv2dGeometry {
         }
     }
 
-    /// Forward pass without bias, `[B, O, Ho, Wo]`.
-    pub(crate) fn direct_forward<E: Float>(&self, x: &[E], weight: &[E]) -> Vec<E> {
-        let mut y = vec![E::zero(); self.batch * self.out_channels * self.out_pixels()];
+    /// Forward pass, `[B, O, Ho, Wo]`, the bias (if any) added as the sums start. Every output is
+    /// written once by the kernels, into memory that is not zeroed first: a zeroed allocation
+    /// of LeNet-PALM's first output (11.6 MB) is one thread's memset, and adding the bias after
+    /// another pass over it.
+    pub(crate) fn direct_forward<E: Float>(&self, x: &[E], weight: &[E], bias: Option<&[E]>) -> Vec<E> {
+        let n = self.batch * self.out_channels * self.out_pixels();
+        let mut y = Vec::with_capacity(n);
         let in_len = self.in_channels * self.in_h * self.in_w;
         let out_len = self.out_channels * self.out_pixels();
         let w_tap = self.weight_by_tap(weight);
-        y.par_chunks_mut(out_len.max(1))
+        y.spare_capacity_mut()[..n]
+            .par_chunks_mut(out_len.max(1))
             .zip(x.par_chunks(in_len.max(1)))
-            .for_each(|(yb, xb)| forward_sample(self, &self.padded_input(xb), &w_tap, yb));
+            .for_each(|(yb, xb)| forward_sample(self, &self.padded_input(xb), &w_tap, bias, yb));
+        // SAFETY: `forward_sample` writes every element of each sample's output.
+        unsafe { y.set_len(n) };
         y
     }
 
@@ -264,7 +287,7 @@ impl Conv2dGeometry {
     /// filters are this layer's input channels.
     pub(crate) fn direct_input_grad<E: Float>(&self, weight: &[E], dy: &[E]) -> Vec<E> {
         self.transposed()
-            .direct_forward(dy, &self.flipped_transposed_weight(weight))
+            .direct_forward(dy, &self.flipped_transposed_weight(weight), None)
     }
 
     /// Weight gradient, `[O, C, Kh, Kw]`.
@@ -432,41 +455,37 @@ unsafe fn weight_grad_task_f32_avx512(
     out
 }
 
-fn forward_sample<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], y: &mut [E]) {
+/// One sample's output by the fastest kernel the CPU and `E` allow; every element of `y` is
+/// written.
+fn forward_sample<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], bias: Option<&[E]>, y: &mut [MaybeUninit<E>]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use std::any::TypeId;
-        if TypeId::of::<E>() == TypeId::of::<f32>() && std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: E is f32 (same size and layout), and the CPU has AVX-512F.
-            unsafe {
-                let cast = |v: &[E]| std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len());
-                let y = std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<f32>(), y.len());
-                return forward_sample_f32_avx512(g, cast(xp), cast(w_tap), y);
-            }
+    if let (Some(xp), Some(w_tap)) = (as_f32(xp), as_f32(w_tap)) {
+        let bias = bias.map(|b| as_f32(b).expect("the bias has the input's type"));
+        // SAFETY: E is f32 (as_f32 said so): same size and layout, MaybeUninit included.
+        let y = unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<MaybeUninit<f32>>(), y.len()) };
+        if has_avx512f() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { forward_sample_f32_avx512(g, xp, w_tap, bias, y) };
         }
-        if TypeId::of::<E>() == TypeId::of::<f32>() && has_avx2_fma() {
-            // SAFETY: E is f32 (same size and layout), and the CPU has AVX2 and FMA.
-            unsafe {
-                let cast = |v: &[E]| std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len());
-                let y = std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<f32>(), y.len());
-                let kernel = match avx2_forward_tile(g.out_channels) {
-                    (6, 2) => forward_sample_f32_avx2::<6, 2>,
-                    (4, 3) => forward_sample_f32_avx2::<4, 3>,
-                    _ => forward_sample_f32_avx2::<3, 4>,
-                };
-                return kernel(g, cast(xp), cast(w_tap), y);
-            }
+        if has_avx2_fma() {
+            let kernel = match avx2_forward_tile(g.out_channels) {
+                (6, 2) => forward_sample_f32_avx2::<6, 2>,
+                (4, 3) => forward_sample_f32_avx2::<4, 3>,
+                _ => forward_sample_f32_avx2::<3, 4>,
+            };
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { kernel(g, xp, w_tap, bias, y) };
         }
     }
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fast<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], y: &mut [E]) {
-        g.direct_forward_sample(xp, w_tap, y)
+    unsafe fn fast<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], bias: Option<&[E]>, y: &mut [MaybeUninit<E>]) {
+        g.direct_forward_sample(xp, w_tap, bias, y)
     }
-    fn portable<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], y: &mut [E]) {
-        g.direct_forward_sample(xp, w_tap, y)
+    fn portable<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], bias: Option<&[E]>, y: &mut [MaybeUninit<E>]) {
+        g.direct_forward_sample(xp, w_tap, bias, y)
     }
-    dispatch!(fast, portable, (g, xp, w_tap, y))
+    dispatch!(fast, portable, (g, xp, w_tap, bias, y))
 }
 
 /// [`Conv2dGeometry::direct_forward_sample`] for f32 with AVX-512 intrinsics: the same tiles
@@ -475,7 +494,13 @@ fn forward_sample<E: Float>(g: &Conv2dGeometry, xp: &[E], w_tap: &[E], y: &mut [
 /// the generic loop spilled the tile to memory). Tested against the naive reference in f32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_sample_f32_avx512(g: &Conv2dGeometry, xp: &[f32], w_tap: &[f32], y: &mut [f32]) {
+unsafe fn forward_sample_f32_avx512(
+    g: &Conv2dGeometry,
+    xp: &[f32],
+    w_tap: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+) {
     use std::arch::x86_64::*;
     const HALF: usize = STRIP / 2;
     let (oh, ow, kh, kw) = (g.out_h, g.out_w, g.kernel_h, g.kernel_w);
@@ -492,6 +517,11 @@ unsafe fn forward_sample_f32_avx512(g: &Conv2dGeometry, xp: &[f32], w_tap: &[f32
         for oy in 0..oh {
             for ox0 in (0..ow).step_by(STRIP) {
                 let mut acc = [[_mm512_setzero_ps(); 2]; OUT_BLOCK];
+                if let Some(bias) = bias {
+                    for (o, a) in acc.iter_mut().enumerate().take(outputs) {
+                        *a = [_mm512_set1_ps(bias[o0 + o]); 2];
+                    }
+                }
                 for c in 0..g.in_channels {
                     for ki in 0..kh {
                         let row = xp.as_ptr().add((c * hp + oy + ki) * wp + ox0);
@@ -511,7 +541,7 @@ unsafe fn forward_sample_f32_avx512(g: &Conv2dGeometry, xp: &[f32], w_tap: &[f32
                 let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(HALF)) - 1) as __mmask16 };
                 let (m0, m1) = (lanes(width), lanes(width.saturating_sub(HALF)));
                 for (o, a) in acc.iter().enumerate().take(outputs) {
-                    let dst = y.as_mut_ptr().add(((o0 + o) * oh + oy) * ow + ox0);
+                    let dst = y.as_mut_ptr().cast::<f32>().add(((o0 + o) * oh + oy) * ow + ox0);
                     _mm512_mask_storeu_ps(dst, m0, a[0]);
                     _mm512_mask_storeu_ps(dst.add(HALF), m1, a[1]);
                 }
@@ -644,7 +674,8 @@ unsafe fn forward_sample_f32_avx2<const OUTS: usize, const V: usize>(
     g: &Conv2dGeometry,
     xp: &[f32],
     w_tap: &[f32],
-    y: &mut [f32],
+    bias: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
 ) {
     use std::arch::x86_64::*;
     const LANES: usize = 8;
@@ -665,6 +696,11 @@ unsafe fn forward_sample_f32_avx2<const OUTS: usize, const V: usize>(
         for oy in 0..oh {
             for ox0 in (0..ow).step_by(cols) {
                 let mut acc = [[_mm256_setzero_ps(); V]; OUTS];
+                if let Some(bias) = bias {
+                    for (o, a) in acc.iter_mut().enumerate().take(outputs) {
+                        *a = [_mm256_set1_ps(bias[o0 + o]); V];
+                    }
+                }
                 for c in 0..g.in_channels {
                     for ki in 0..kh {
                         let row = xp.as_ptr().add((c * hp + oy + ki) * wp + ox0);
@@ -686,7 +722,7 @@ unsafe fn forward_sample_f32_avx2<const OUTS: usize, const V: usize>(
                 }
                 let width = cols.min(ow - ox0);
                 for (o, a) in acc.iter().enumerate().take(outputs) {
-                    let dst = y.as_mut_ptr().add(((o0 + o) * oh + oy) * ow + ox0);
+                    let dst = y.as_mut_ptr().cast::<f32>().add(((o0 + o) * oh + oy) * ow + ox0);
                     if width == cols {
                         for (v, a) in a.iter().enumerate() {
                             _mm256_storeu_ps(dst.add(v * LANES), *a);
