@@ -3,9 +3,10 @@
 //! With 6 or 16 filters the GEMM's M dimension is too small to use the machine, and im2col of a
 //! 224×224 image writes 25× the input. Here a tile of 8 output channels × 32 output columns is
 //! summed in registers over every input channel and kernel tap, reading the zero-padded input
-//! directly; the input gradient is the same loop run on `dy` with the flipped kernel. The loops
-//! are plain Rust over fixed-size arrays, compiled three times (baseline, AVX2 + FMA, AVX-512)
-//! and picked at run time, so the f64 reference tests run the very code the f32 models do.
+//! directly; the input gradient is the same loop run on `dy` with the flipped kernel. The generic
+//! loops (plain Rust over fixed-size arrays, for f64 and for CPUs without AVX2) define the
+//! order of work; f32 has kernels with AVX-512 or AVX2 + FMA intrinsics that follow it, picked
+//! at run time and tested against the naive f64 reference in f32.
 
 use super::conv2d::Conv2dGeometry;
 
