@@ -294,24 +294,20 @@ impl Conv2dGeometry {
     /// Weight gradient, `[O, C, Kh, Kw]`.
     pub(crate) fn direct_weight_grad<E: Float>(&self, x: &[E], dy: &[E]) -> Vec<E> {
         #[cfg(target_arch = "x86_64")]
-        {
-            use std::any::TypeId;
-            if TypeId::of::<E>() == TypeId::of::<f32>() {
-                let kernel: Option<(usize, WeightGradTask)> = if has_avx512f() {
-                    Some((GRAD_OUT_BLOCK, weight_grad_task_f32_avx512))
-                } else if has_avx2_fma() {
-                    Some((AVX2_GRAD_OUT_BLOCK, weight_grad_task_f32_avx2))
-                } else {
-                    None
-                };
-                if let Some((out_block, task)) = kernel {
-                    // SAFETY: E is f32 (same size and layout).
-                    let cast = |v: &[E]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
-                    let dw = self.weight_grad_f32(cast(x), cast(dy), out_block, task);
-                    // SAFETY: as above; the Vec's allocation is handed over whole, same layout.
-                    let mut dw = std::mem::ManuallyDrop::new(dw);
-                    return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast::<E>(), dw.len(), dw.capacity()) };
-                }
+        if let (Some(x), Some(dy)) = (as_f32(x), as_f32(dy)) {
+            let kernel: Option<(usize, WeightGradTask)> = if has_avx512f() {
+                Some((GRAD_OUT_BLOCK, weight_grad_task_f32_avx512))
+            } else if has_avx2_fma() {
+                Some((AVX2_GRAD_OUT_BLOCK, weight_grad_task_f32_avx2))
+            } else {
+                None
+            };
+            if let Some((out_block, task)) = kernel {
+                let dw = self.weight_grad_f32(x, dy, out_block, task);
+                // SAFETY: E is f32 (as_f32 said so): the Vec's allocation is handed over whole,
+                // same layout.
+                let mut dw = std::mem::ManuallyDrop::new(dw);
+                return unsafe { Vec::from_raw_parts(dw.as_mut_ptr().cast::<E>(), dw.len(), dw.capacity()) };
             }
         }
         let per_filter = self.patch_len();

@@ -137,20 +137,8 @@ impl Pool2dGeometry {
             .enumerate()
             .zip(arg.chunks_exact_mut(self.out_w))
         {
-            let top = 2 * oy * w;
-            let (r0, r1) = (&x[top..top + w], &x[top + w..top + 2 * w]);
             for (ox, (o, a)) in out_row.iter_mut().zip(arg_row.iter_mut()).enumerate() {
-                let i = 2 * ox;
-                let (mut best, mut at) = (r0[i], top + i);
-                for (v, pos) in [
-                    (r0[i + 1], top + i + 1),
-                    (r1[i], top + w + i),
-                    (r1[i + 1], top + w + i + 1),
-                ] {
-                    if v > best || v.is_nan() {
-                        (best, at) = (v, pos);
-                    }
-                }
+                let (best, at) = max_2x2(x, 2 * oy * w + 2 * ox, w);
                 *o = best;
                 *a = at as u32;
             }
@@ -214,17 +202,7 @@ impl Pool2dGeometry {
                 _mm256_storeu_si256(arg.as_mut_ptr().add(oy * self.out_w + ox).cast(), at);
             }
             for ox in full..self.out_w {
-                let i = 2 * ox;
-                let (mut best, mut at) = (*r0.add(i), top + i);
-                for (v, pos) in [
-                    (*r0.add(i + 1), top + i + 1),
-                    (*r1.add(i), top + w + i),
-                    (*r1.add(i + 1), top + w + i + 1),
-                ] {
-                    if v > best || v.is_nan() {
-                        (best, at) = (v, pos);
-                    }
-                }
+                let (best, at) = max_2x2(x, top + 2 * ox, w);
                 out[oy * self.out_w + ox] = best;
                 arg[oy * self.out_w + ox] = at as u32;
             }
@@ -421,4 +399,18 @@ pub fn global_avg_pool2d<B: Dim, C: Dim, H: Dim, W: Dim, E: Float, T: Tape<E, Cp
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// The maximum of the 2×2 window whose top-left element is `x[at]` in rows `w` long, and its
+/// index: scanned row by row, a later value wins when it is larger or NaN, so the first of tied
+/// maxima and the last NaN are kept (NaN propagates, as in PyTorch's max pooling).
+#[inline(always)]
+fn max_2x2<E: Float>(x: &[E], at: usize, w: usize) -> (E, usize) {
+    let mut best = (x[at], at);
+    for pos in [at + 1, at + w, at + w + 1] {
+        if x[pos] > best.0 || x[pos].is_nan() {
+            best = (x[pos], pos);
+        }
+    }
+    best
 }
