@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use palm_cnn::ops::{
     activation, avg_pool2d, conv2d, global_avg_pool2d, linear, max_pool2d, relu, sigmoid, window_output_size,
-    Activation, Conv2dGeometry, ConvAlgorithm,
+    Activation, Conv2dGeometry, ConvAlgorithm, LinearGeometry,
 };
 mod common;
 
@@ -705,6 +705,43 @@ fn linear_f32_at_alexnet_fc2_size_matches_reference() {
     .unwrap();
     let actual: Vec<f64> = y.as_vec().into_iter().map(f64::from).collect();
     assert_close(&actual, &expected, 1e-4, "f32 linear 10x4096->300");
+}
+
+/// The f32 small-batch forward pass (AVX2 where the CPU has it): batches of 1 to 16, so one or two
+/// register groups of samples; input counts below one vector, with a partial vector, and over
+/// several column blocks and both threads' ranges; one output and odd counts. It adds into `y`.
+#[test]
+fn linear_f32_small_batch_forward_matches_reference() {
+    let mut rng = StdRng::seed_from_u64(14);
+    for (batch, inputs, outputs) in [
+        (1, 7, 3),
+        (3, 1001, 5),
+        (10, 4100, 17),
+        (13, 600, 4),
+        (16, 1030, 2),
+        (10, 9, 1),
+    ] {
+        let x = random_vec(&mut rng, batch * inputs);
+        let w = random_vec(&mut rng, outputs * inputs);
+        let y0 = random_vec(&mut rng, batch * outputs);
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let (xf, wf) = (f(&x), f(&w));
+        let mut y = f(&y0);
+        LinearGeometry { batch, inputs, outputs }.forward_add(&mut y, &xf, &wf);
+        for b in 0..batch {
+            for o in 0..outputs {
+                let terms = (0..inputs).map(|i| f64::from(xf[b * inputs + i]) * f64::from(wf[o * inputs + i]));
+                let expected = f64::from(f(&y0)[b * outputs + o]) + terms.clone().sum::<f64>();
+                // f32 sums err by at most a few ulp of the terms' magnitudes in total.
+                let bound = 1e-5 * (1.0 + terms.map(f64::abs).sum::<f64>());
+                let got = f64::from(y[b * outputs + o]);
+                assert!(
+                    (got - expected).abs() <= bound,
+                    "{batch}x{inputs}->{outputs}: y[{b}, {o}] = {got}, expected {expected}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

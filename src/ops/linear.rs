@@ -9,7 +9,7 @@
 //! be added afterwards.
 
 use super::gemm::{matmul, MatRef};
-use super::{dot, threads, Float, RowMajor};
+use super::{as_f32, as_f32_mut, dot, has_avx2_fma, threads, Float, RowMajor};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -164,6 +164,133 @@ fn input_grad_band_body<E: Float>(
     }
 }
 
+/// Input columns per block of the f32 forward pass: the block of every sample's inputs fills at
+/// most [`F32_BLOCK_BYTES`] of L1, from where it is read once per weight row.
+fn f32_block(batch: usize) -> usize {
+    (F32_BLOCK_BYTES / (4 * batch.max(1))).max(64) / 8 * 8
+}
+
+/// Room for the samples' block in the 32 KB L1 data cache, leaving the rest to the weight lines.
+const F32_BLOCK_BYTES: usize = 20 * 1024;
+
+/// Samples per register group in the f32 forward pass: one `ymm` sum each, with registers left
+/// for the weight vector and an input vector, out of AVX2's 16.
+const F32_GROUP: usize = 10;
+
+/// How many rows ahead the f32 forward pass prefetches the weight: its rows are read in pieces of
+/// a block's width (2 KB at batch 10), too short for the hardware prefetcher to follow each one.
+const PREFETCH_ROWS: usize = 2;
+
+/// Column ranges of `0..inputs` for the threads, multiples of 8 wide but the last.
+fn column_ranges(inputs: usize) -> Vec<std::ops::Range<usize>> {
+    let per = inputs.div_ceil(threads()).next_multiple_of(8).max(8);
+    (0..inputs).step_by(per).map(|i0| i0..(i0 + per).min(inputs)).collect()
+}
+
+/// [`small_batch_forward`] for f32 with AVX2 and FMA: threads split the input columns, each
+/// streams its columns of every weight row once and sums into a `[O, B]` buffer of its own.
+fn small_batch_forward_f32(y: &mut [f32], x: &[f32], w: &[f32], (batch, inputs, outputs): (usize, usize, usize)) {
+    let parts: Vec<Vec<f32>> = column_ranges(inputs)
+        .into_par_iter()
+        .map(|cols| {
+            let mut y_t = vec![0.0; outputs * batch];
+            // SAFETY: the caller checked for AVX2 and FMA; the slices have the layer's sizes.
+            unsafe { forward_cols_f32_avx2(&mut y_t, cols, x, w, (batch, inputs, outputs)) };
+            y_t
+        })
+        .collect();
+    for y_t in &parts {
+        for (b, y_b) in y.chunks_exact_mut(outputs).enumerate() {
+            for (o, v) in y_b.iter_mut().enumerate() {
+                *v += y_t[o * batch + b];
+            }
+        }
+    }
+}
+
+/// Columns `cols` of `y_t[o, b] += Σ_i x[b, i] · W[o, i]`, a block of columns at a time: each
+/// row's piece of the block is loaded once and meets every sample's inputs from L1.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `x`, `w` and `y_t` must have the sizes' lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_cols_f32_avx2(
+    y_t: &mut [f32],
+    cols: std::ops::Range<usize>,
+    x: &[f32],
+    w: &[f32],
+    (batch, inputs, outputs): (usize, usize, usize),
+) {
+    assert!(cols.end <= inputs && x.len() == batch * inputs && w.len() == outputs * inputs);
+    assert_eq!(y_t.len(), outputs * batch);
+    let block = f32_block(batch);
+    for i0 in cols.clone().step_by(block) {
+        let n = block.min(cols.end - i0);
+        for o in 0..outputs {
+            let row = w.as_ptr().add(o * inputs + i0);
+            let ahead = row.wrapping_add(PREFETCH_ROWS * inputs);
+            for s0 in (0..batch).step_by(F32_GROUP) {
+                let y_o = &mut y_t[o * batch + s0..];
+                let x_s = x.as_ptr().add(s0 * inputs + i0);
+                macro_rules! group {
+                    ($($s:literal)*) => {
+                        match F32_GROUP.min(batch - s0) {
+                            $($s => row_dots_f32_avx2::<$s>(y_o, row, ahead, x_s, inputs, n),)*
+                            _ => unreachable!("groups hold 1 to F32_GROUP samples"),
+                        }
+                    };
+                }
+                group!(1 2 3 4 5 6 7 8 9 10);
+            }
+        }
+    }
+}
+
+/// `y[s] += Σ_j row[j] · x[s·stride + j]` for `j < n` and `S` samples; prefetches `ahead[..n]`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `row` must be readable for `n` and `x` for
+/// `(S − 1)·stride + n` elements; `y` must hold `S`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_dots_f32_avx2<const S: usize>(
+    y: &mut [f32],
+    row: *const f32,
+    ahead: *const f32,
+    x: *const f32,
+    stride: usize,
+    n: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_ps(); S];
+    let full = n - n % 8;
+    for j in (0..full).step_by(8) {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(j).cast());
+        let wv = _mm256_loadu_ps(row.add(j));
+        for (s, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(s * stride + j)), *a);
+        }
+    }
+    for (s, a) in acc.iter().enumerate() {
+        let mut sum = horizontal_sum_avx(*a);
+        for j in full..n {
+            sum += *row.add(j) * *x.add(s * stride + j);
+        }
+        y[s] += sum;
+    }
+}
+
+/// The sum of a register's eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn horizontal_sum_avx(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
 /// The sizes of a fully connected layer's passes, with the kernels that [`linear`] runs
 /// (public for the per-layer benchmark, as [`super::Conv2dGeometry`]). Every pass adds into
 /// its output buffer.
@@ -190,7 +317,10 @@ impl LinearGeometry {
             (batch * outputs, batch * inputs, outputs * inputs)
         );
         if batch <= SMALL_BATCH {
-            small_batch_forward(y, x, weight, self.sizes());
+            match (has_avx2_fma(), as_f32_mut(y), as_f32(x), as_f32(weight)) {
+                (true, Some(y), Some(x), Some(w)) => small_batch_forward_f32(y, x, w, self.sizes()),
+                (_, _, _, _) => small_batch_forward(y, x, weight, self.sizes()),
+            }
         } else {
             let w = MatRef::new(weight, outputs, inputs).t();
             matmul(y, MatRef::new(x, batch, inputs), w, true, threads());
