@@ -260,8 +260,10 @@ impl Conv2dGeometry {
                 let ix0 = x_lo + kj - p;
                 dst[x_lo..x_hi].copy_from_slice(&src[ix0..ix0 + (x_hi - x_lo)]);
             } else {
-                for (ox, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
-                    *d = src[(ox + x_lo) * s + kj - p];
+                // An iterator rather than indexing: no bounds check per element of the gather.
+                let strided = src[x_lo * s + kj - p..].iter().step_by(s);
+                for (d, v) in dst[x_lo..x_hi].iter_mut().zip(strided) {
+                    *d = *v;
                 }
             }
         }
