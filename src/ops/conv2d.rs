@@ -1,6 +1,7 @@
 //! 2-D convolution. Four algorithms, one per kind of layer ([`ConvAlgorithm`]): im2col + GEMM for
-//! any geometry, Winograd F(2×2, 3×3) for deep 3×3 stride-1 layers (winograd.rs), register-tiled
-//! direct loops for layers with few filters (conv_direct.rs) and plain GEMMs for 1×1 kernels.
+//! any geometry, Winograd F(2×2, 3×3) and F(2×2, 5×5) for deep stride-1 layers (winograd.rs,
+//! winograd_5x5.rs), register-tiled direct loops for layers with few filters (conv_direct.rs) and
+//! plain GEMMs for 1×1 kernels.
 //!
 //! Layouts follow PyTorch and Paddle: input `[B, C, H, W]`, weight `[O, C, Kh, Kw]`,
 //! bias `[O]`, output `[B, O, Ho, Wo]`, all contiguous row-major.
@@ -43,8 +44,9 @@ pub enum ConvAlgorithm {
     Pointwise,
     /// Patch matrix and GEMM: any geometry.
     Im2col,
-    /// Winograd F(2×2, 3×3) (winograd.rs): 3×3 kernels at stride 1. Picked from
-    /// [`WINOGRAD_MIN_CHANNELS`] input channels on, up to [`WINOGRAD_MAX_BUFFER`].
+    /// Winograd F(2×2, 3×3) (winograd.rs) or F(2×2, 5×5) (winograd_5x5.rs): 3×3 or 5×5
+    /// kernels at stride 1. Picked from [`WINOGRAD_MIN_CHANNELS`] (3×3) or
+    /// [`WINOGRAD_5X5_MIN_CHANNELS`] (5×5) input channels on, up to [`WINOGRAD_MAX_BUFFER`].
     Winograd,
 }
 
@@ -52,11 +54,17 @@ pub enum ConvAlgorithm {
 /// than the 2.25× cut in multiplications saves.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
+/// Input channels from which 5×5 stride-1 layers take Winograd F(2×2, 5×5): AlexNet conv2 (96)
+/// does; GoogLeNet's 5×5 branches (16–48 channels, 7×7 to 28×28 images) keep im2col, where the
+/// transforms' share is larger and the F(2×2, 5×5) path has not been measured.
+pub const WINOGRAD_5X5_MIN_CHANNELS: usize = 64;
+
 /// The largest transform-domain buffer (elements) for which layers take Winograd. Its buffers
-/// hold the whole batch's tiles: AlexNet conv4's are 3 M elements (12 MB), while VGG-16's
-/// 224×224 layers would need 128 M (514 MB) each, several at once in the backward pass; those
-/// keep im2col, which works one sample at a time.
-pub const WINOGRAD_MAX_BUFFER: usize = 16 << 20;
+/// hold the whole batch's tiles: AlexNet conv4's are 3 M elements (12 MB) and conv2's 18 M
+/// (72 MB, 36 positions × 256 channels × 1,960 tiles), while VGG-16's 224×224 layers would need
+/// 128 M (514 MB) each, several at once in the backward pass; those keep im2col, which works
+/// one sample at a time.
+pub const WINOGRAD_MAX_BUFFER: usize = 20 << 20;
 
 /// Every size a convolution needs, checked for consistency by [`Conv2dGeometry::new`], and the
 /// algorithm that computes it.
@@ -128,7 +136,12 @@ impl Conv2dGeometry {
         } else if self.is_pointwise() {
             ConvAlgorithm::Pointwise
         } else if self.winograd_applies()
-            && self.in_channels >= WINOGRAD_MIN_CHANNELS
+            && self.in_channels
+                >= if self.kernel_h == 5 {
+                    WINOGRAD_5X5_MIN_CHANNELS
+                } else {
+                    WINOGRAD_MIN_CHANNELS
+                }
             && self.winograd_buffer_len() <= WINOGRAD_MAX_BUFFER
         {
             ConvAlgorithm::Winograd

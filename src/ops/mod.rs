@@ -25,11 +25,14 @@ mod linear;
 mod pool2d;
 mod probe;
 mod winograd;
+mod winograd_5x5;
 
 pub use activation::{activation, relu, sigmoid, Activation};
 pub use batch_norm::{batch_norm2d, BatchNormMode};
 pub use concat::concat_channels4;
-pub use conv2d::{conv2d, Conv2dGeometry, ConvAlgorithm, WINOGRAD_MAX_BUFFER, WINOGRAD_MIN_CHANNELS};
+pub use conv2d::{
+    conv2d, Conv2dGeometry, ConvAlgorithm, WINOGRAD_5X5_MIN_CHANNELS, WINOGRAD_MAX_BUFFER, WINOGRAD_MIN_CHANNELS,
+};
 pub use linear::{linear, LinearGeometry};
 pub use pool2d::{avg_pool2d, global_avg_pool2d, max_pool2d, Pool2dGeometry};
 pub use probe::{probe, ProbeSink, Probed};

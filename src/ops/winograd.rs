@@ -1,5 +1,5 @@
 //! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions (AlexNet conv3–conv5; most of VGG-16 and
-//! ResNet-50).
+//! ResNet-50), and what it shares with F(2×2, 5×5) (winograd_5x5.rs).
 //!
 //! Each 2×2 block of output pixels ("tile") comes from a 4×4 window of input. With
 //! `V = Bᵀ·d·B` (input window), `U = G·g·Gᵀ` (3×3 filter) and `M = Σ_c U ⊙ V`, the output tile is
@@ -33,31 +33,38 @@ use rayon::prelude::*;
 const XI: usize = 16;
 
 impl Conv2dGeometry {
-    /// Whether Winograd F(2×2, 3×3) computes this geometry: a 3×3 kernel at stride 1.
+    /// Whether Winograd computes this geometry: a 3×3 kernel (F(2×2, 3×3), here) or a 5×5 one
+    /// (F(2×2, 5×5), winograd_5x5.rs) at stride 1.
     pub(crate) fn winograd_applies(&self) -> bool {
-        self.kernel_h == 3 && self.kernel_w == 3 && self.stride == 1
+        self.kernel_h == self.kernel_w && matches!(self.kernel_h, 3 | 5) && self.stride == 1
+    }
+
+    /// Positions of the transform domain: 16 for 3×3 kernels, 36 for 5×5.
+    fn winograd_points(&self) -> usize {
+        (self.kernel_h + 1) * (self.kernel_w + 1)
     }
 
     /// Elements of the largest transform-domain buffer (`V`, `M`, `dM` or `dV`):
-    /// 16 × max(C, O) × tiles of the whole batch.
+    /// positions × max(C, O) × tiles of the whole batch.
     pub(crate) fn winograd_buffer_len(&self) -> usize {
-        XI * self.in_channels.max(self.out_channels) * self.batch * self.tiles_per_sample()
+        self.winograd_points() * self.in_channels.max(self.out_channels) * self.batch * self.tiles_per_sample()
     }
 
     /// Tiles per sample: (rows, columns) of 2×2 output blocks, the last ones cropped.
-    fn tile_grid(&self) -> (usize, usize) {
+    pub(super) fn tile_grid(&self) -> (usize, usize) {
         (self.out_h.div_ceil(2), self.out_w.div_ceil(2))
     }
 
-    fn tiles_per_sample(&self) -> usize {
+    pub(super) fn tiles_per_sample(&self) -> usize {
         let (th, tw) = self.tile_grid();
         th * tw
     }
 
-    /// The input plane zero-padded to cover every tile's 4×4 window: `(2·th + 2) × (2·tw + 2)`.
-    fn winograd_padded_size(&self) -> (usize, usize) {
+    /// The input plane zero-padded to cover every tile's window (4×4 for a 3×3 kernel, 6×6 for
+    /// 5×5): `(2·th + k − 1) × (2·tw + k − 1)`.
+    pub(super) fn winograd_padded_size(&self) -> (usize, usize) {
         let (th, tw) = self.tile_grid();
-        (2 * th + 2, 2 * tw + 2)
+        (2 * th + self.kernel_h - 1, 2 * tw + self.kernel_w - 1)
     }
 
     /// `U = G·g·Gᵀ` for every filter, as `[O][16][C]`.
@@ -123,8 +130,8 @@ impl Conv2dGeometry {
 
     /// Copies `plane` (`H × W`) into `padded` (row stride `wp`) at offset (padding, padding);
     /// everything else is zero.
-    /// The padded plane (`(2·th + 2) × (2·tw + 2)`) always covers `(H + 2p) × (W + 2p)`.
-    fn pad_plane<E: Float>(&self, plane: &[E], padded: &mut [E], wp: usize) {
+    /// The padded plane (`(2·th + k − 1) × (2·tw + k − 1)`) always covers `(H + 2p) × (W + 2p)`.
+    pub(super) fn pad_plane<E: Float>(&self, plane: &[E], padded: &mut [E], wp: usize) {
         padded.fill(E::zero());
         let (p, w) = (self.padding, self.in_w);
         for (row, dst) in plane.chunks_exact(w).zip(padded[p * wp..].chunks_exact_mut(wp)) {
@@ -132,32 +139,73 @@ impl Conv2dGeometry {
         }
     }
 
-    /// The 16 GEMMs `dst_ξ = lhs_ξ · rhs_ξ`, in parallel, `dst` as `[16][rows][cols]`.
+    /// One GEMM `dst_ξ = lhs_ξ · rhs_ξ` per transform position, in parallel, returning `dst` as
+    /// `[positions][rows][cols]`.
     fn winograd_gemms<'a, E: Float>(
-        dst: &mut [E],
+        &self,
         (rows, cols): (usize, usize),
         lhs: impl Fn(usize) -> MatRef<'a, E> + Sync,
         rhs: impl Fn(usize) -> MatRef<'a, E> + Sync,
-    ) {
-        dst.par_chunks_mut(rows * cols)
+    ) -> Vec<E> {
+        let mut dst = vec![E::zero(); self.winograd_points() * rows * cols];
+        dst.par_chunks_mut((rows * cols).max(1))
             .enumerate()
             .for_each(|(xi, d)| matmul(d, lhs(xi), rhs(xi), false, 1));
+        dst
+    }
+
+    /// `M_ξ = U_ξ · V_ξ` from `U` (`[O][ξ][C]`) and `V` (`[C][ξ][T]`), as `[ξ][O][T]`.
+    pub(super) fn winograd_products<E: Float>(&self, u: &[E], v: &[E]) -> Vec<E> {
+        let (c, o, xis) = (self.in_channels, self.out_channels, self.winograd_points());
+        let t_all = self.batch * self.tiles_per_sample();
+        self.winograd_gemms(
+            (o, t_all),
+            |xi| at_xi(u, xi, o, xis, c),
+            |xi| at_xi(v, xi, c, xis, t_all),
+        )
+    }
+
+    /// `dV_ξ = U_ξᵀ · dM_ξ` from `U` and `dM` (`[O][ξ][T]`), as `[ξ][C][T]`.
+    pub(super) fn winograd_input_products<E: Float>(&self, u: &[E], dm: &[E]) -> Vec<E> {
+        let (c, o, xis) = (self.in_channels, self.out_channels, self.winograd_points());
+        let t_all = self.batch * self.tiles_per_sample();
+        self.winograd_gemms(
+            (c, t_all),
+            |xi| at_xi(u, xi, o, xis, c).t(),
+            |xi| at_xi(dm, xi, o, xis, t_all),
+        )
+    }
+
+    /// `dU_ξ = dM_ξ · V_ξᵀ` from `dM` and `V`, as `[ξ][O][C]`.
+    pub(super) fn winograd_weight_products<E: Float>(&self, dm: &[E], v: &[E]) -> Vec<E> {
+        let (c, o, xis) = (self.in_channels, self.out_channels, self.winograd_points());
+        let t_all = self.batch * self.tiles_per_sample();
+        self.winograd_gemms(
+            (o, c),
+            |xi| at_xi(dm, xi, o, xis, t_all),
+            |xi| at_xi(v, xi, c, xis, t_all).t(),
+        )
+    }
+
+    /// Copies the interior of the padded plane (`wp` columns) to the input-gradient plane.
+    pub(super) fn unpad_plane<E: Float>(&self, padded: &[E], wp: usize, dx_plane: &mut [E]) {
+        let (w, p) = (self.in_w, self.padding);
+        for (row, src) in dx_plane.chunks_exact_mut(w).zip(padded[p * wp..].chunks_exact(wp)) {
+            row.copy_from_slice(&src[p..p + w]);
+        }
     }
 
     /// Forward pass by Winograd F(2×2, 3×3): `[B, O, Ho, Wo]`, bias included.
     pub(crate) fn winograd_forward<E: Float>(&self, x: &[E], weight: &[E], bias: Option<&[E]>) -> Vec<E> {
-        let (c, o) = (self.in_channels, self.out_channels);
+        if self.kernel_h == 5 {
+            return self.winograd5_forward(x, weight, bias);
+        }
+        let o = self.out_channels;
         let tps = self.tiles_per_sample();
         let t_all = self.batch * tps;
         let u = self.winograd_filters(weight);
         let v = self.winograd_inputs(x);
-        let mut m = vec![E::zero(); XI * o * t_all];
-        Self::winograd_gemms(
-            &mut m,
-            (o, t_all),
-            |xi| at_xi(&u, xi, o, c),
-            |xi| at_xi(&v, xi, c, t_all),
-        );
+        let m = self.winograd_products(&u, &v);
         drop(v);
         // Y = Aᵀ·M·A per tile, cropped, plus the bias.
         let (oh, ow) = (self.out_h, self.out_w);
@@ -253,21 +301,15 @@ impl Conv2dGeometry {
 
     /// Input gradient from `dM`: `dV_ξ = U_ξᵀ · dM_ξ`, then `B·dV·Bᵀ` added over every window.
     fn winograd_input_grad<E: Float>(&self, weight: &[E], dm: &[E]) -> Vec<E> {
-        let (c, o) = (self.in_channels, self.out_channels);
+        let c = self.in_channels;
         let tps = self.tiles_per_sample();
         let t_all = self.batch * tps;
         let u = self.winograd_filters(weight);
-        let mut dv = vec![E::zero(); XI * c * t_all];
-        Self::winograd_gemms(
-            &mut dv,
-            (c, t_all),
-            |xi| at_xi(&u, xi, o, c).t(),
-            |xi| at_xi(dm, xi, o, t_all),
-        );
+        let dv = self.winograd_input_products(&u, dm);
         drop(u);
         let (th, tw) = self.tile_grid();
         let (hp, wp) = self.winograd_padded_size();
-        let (h, w, p) = (self.in_h, self.in_w, self.padding);
+        let (h, w) = (self.in_h, self.in_w);
         let mut dx = vec![E::zero(); self.batch * c * h * w];
         dx.par_chunks_mut((h * w).max(1))
             .enumerate()
@@ -305,10 +347,7 @@ impl Conv2dGeometry {
                         p3[x] -= h3[x];
                     }
                 }
-                // The image is the padded plane's interior.
-                for (row, src) in dx_plane.chunks_exact_mut(w).zip(padded[p * wp..].chunks_exact(wp)) {
-                    row.copy_from_slice(&src[p..p + w]);
-                }
+                self.unpad_plane(&padded, wp, dx_plane);
             });
         dx
     }
@@ -316,15 +355,8 @@ impl Conv2dGeometry {
     /// Weight gradient from `dM` and the input: `dU_ξ = dM_ξ · V_ξᵀ`, then `Gᵀ·dU·G`.
     fn winograd_weight_grad<E: Float>(&self, x: &[E], dm: &[E]) -> Vec<E> {
         let (c, o) = (self.in_channels, self.out_channels);
-        let t_all = self.batch * self.tiles_per_sample();
         let v = self.winograd_inputs(x);
-        let mut du = vec![E::zero(); XI * o * c];
-        Self::winograd_gemms(
-            &mut du,
-            (o, c),
-            |xi| at_xi(dm, xi, o, t_all),
-            |xi| at_xi(&v, xi, c, t_all).t(),
-        );
+        let du = self.winograd_weight_products(dm, &v);
         drop(v);
         let mut dw = vec![E::zero(); o * c * 9];
         dw.par_chunks_mut((c * 9).max(1)).enumerate().for_each(|(oc, dw_o)| {
@@ -347,6 +379,9 @@ impl Conv2dGeometry {
         weight: Option<&[E]>,
         dy: &[E],
     ) -> (Option<Vec<E>>, Option<Vec<E>>) {
+        if self.kernel_h == 5 {
+            return self.winograd5_backward(x, weight, dy);
+        }
         let dm = self.winograd_output_grads(dy);
         let dx = weight.map(|w| self.winograd_input_grad(w, &dm));
         let dw = x.map(|x| self.winograd_weight_grad(x, &dm));
@@ -354,16 +389,19 @@ impl Conv2dGeometry {
     }
 }
 
-/// Transform position `xi` of a `[rows][16][cols]` buffer (`U`, `V`, `dM`): the `rows × cols`
-/// matrix one of the 16 GEMMs reads.
-fn at_xi<E>(buf: &[E], xi: usize, rows: usize, cols: usize) -> MatRef<'_, E> {
-    MatRef::strided(&buf[xi * cols..], rows, cols, XI * cols, 1)
+/// Transform position `xi` of a `[rows][points][cols]` buffer (`U`, `V`, `dM`): the
+/// `rows × cols` matrix one of the GEMMs reads.
+pub(super) fn at_xi<E>(buf: &[E], xi: usize, rows: usize, points: usize, cols: usize) -> MatRef<'_, E> {
+    MatRef::strided(&buf[xi * cols..], rows, cols, points * cols, 1)
 }
 
 /// `T·X·Tᵀ` for a square `X`, where `f` multiplies a vector by `T`: `f` along every row, then
 /// down every column.
 #[inline(always)]
-fn separable<E: Float, const I: usize, const O: usize>(x: [[E; I]; I], f: impl Fn([E; I]) -> [E; O]) -> [[E; O]; O] {
+pub(super) fn separable<E: Float, const I: usize, const O: usize>(
+    x: [[E; I]; I],
+    f: impl Fn([E; I]) -> [E; O],
+) -> [[E; O]; O] {
     let rows: [[E; O]; I] = x.map(&f);
     let cols: [[E; O]; O] = std::array::from_fn(|q| f(std::array::from_fn(|i| rows[i][q])));
     // `cols[q][r]` is entry (r, q).
